@@ -1,0 +1,265 @@
+"""Creating, changing, revoking and rotating API keys.
+
+Functions run inside a unit of work (``Database.write``/``read``) and never commit. The clear key exists only in
+the ``CreatedKey`` returned by ``create_key``/``rotate_key``, to be shown once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row
+
+from postroom.apikeys import queries
+from postroom.auth.keys import display_prefix, generate_key, key_digest
+from postroom.auth.scopes import Permission
+from postroom.core.ids import new_id
+from postroom.core.netaddr import AllowlistError, format_allowlist, parse_allowlist
+from postroom.errors import NotFound, ValidationFailed
+
+MAX_NAME_LENGTH = 255
+MAX_EXPIRY_DAYS = 3650
+DEFAULT_ROTATION_GRACE = timedelta(hours=24)
+
+
+class ApiKeyNotFound(NotFound):
+    default_message = "API key not found."
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """A stored key, without any secret."""
+
+    id: str
+    team_id: int
+    name: str
+    permission: Permission
+    display_prefix: str
+    last4: str
+    allowed_ips: str | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    rotated_from_id: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    last_used_at: datetime | None
+    last_used_ip: str | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> ApiKeyRecord:
+        return cls(
+            id=row.id,
+            team_id=row.team_id,
+            name=row.name,
+            permission=Permission(row.permission),
+            display_prefix=row.display_prefix,
+            last4=row.last4,
+            allowed_ips=row.allowed_ips,
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+            rotated_from_id=row.rotated_from_id,
+            created_by=row.created_by,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            last_used_at=row.last_used_at,
+            last_used_ip=row.last_used_ip,
+        )
+
+    def status(self, now: datetime) -> str:
+        """``active``, ``revoked`` or ``expired`` at ``now``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    record: ApiKeyRecord
+    key: str
+    """The key in clear. Show it once; it cannot be recovered."""
+
+
+class _Unchanged:
+    pass
+
+
+UNCHANGED: Any = _Unchanged()
+"""Passed for a field that an update leaves as it is (``None`` means "clear it" where clearing is allowed)."""
+
+
+def _clean_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ValidationFailed({"name": ["The name field is required."]})
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValidationFailed({"name": [f"The name must not be greater than {MAX_NAME_LENGTH} characters."]})
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise ValidationFailed({"name": ["The name must not contain control characters."]})
+    return name
+
+
+def _clean_permission(permission: str) -> Permission:
+    try:
+        return Permission(permission)
+    except ValueError:
+        choices = ", ".join(p.value for p in Permission)
+        raise ValidationFailed({"permission": [f"The permission must be one of: {choices}."]}) from None
+
+
+def clean_allowed_ips(text: str | None) -> str | None:
+    """Canonical allowlist text, or None for "any address"; ``ValidationFailed`` names each bad entry."""
+    if text is None:
+        return None
+    try:
+        networks = parse_allowlist(text)
+    except AllowlistError as exc:
+        raise ValidationFailed({"allowed_ips": exc.problems}) from None
+    return format_allowlist(networks) or None
+
+
+def expiry_in_days(days: int | None, now: datetime) -> datetime | None:
+    if days is None:
+        return None
+    if not 1 <= days <= MAX_EXPIRY_DAYS:
+        raise ValidationFailed({"expires_in_days": [f"The expiry must be between 1 and {MAX_EXPIRY_DAYS} days."]})
+    return now + timedelta(days=days)
+
+
+def create_key(
+    conn: Connection,
+    *,
+    team_id: int,
+    name: str,
+    permission: str,
+    allowed_ips: str | None,
+    expires_at: datetime | None,
+    created_by: str,
+    now: datetime,
+    rotated_from_id: str | None = None,
+) -> CreatedKey:
+    """A new key for ``team_id``; the returned ``CreatedKey.key`` is the only copy of the secret."""
+    values = {
+        "name": _clean_name(name),
+        "permission": _clean_permission(permission).value,
+        "allowed_ips": clean_allowed_ips(allowed_ips),
+    }
+    key = generate_key()
+    row = {
+        "id": new_id("key"),
+        "team_id": team_id,
+        **values,
+        "digest": key_digest(key),
+        "display_prefix": display_prefix(key),
+        "last4": key[-4:],
+        "expires_at": expires_at,
+        "revoked_at": None,
+        "rotated_from_id": rotated_from_id,
+        "created_by": created_by[:255],
+        "created_at": now,
+        "updated_at": now,
+        "last_used_at": None,
+        "last_used_ip": None,
+    }
+    queries.insert_key(conn, row)
+    return CreatedKey(record=_load(conn, str(row["id"]), team_id=None), key=key)
+
+
+def _load(conn: Connection, key_id: str, *, team_id: int | None) -> ApiKeyRecord:
+    row = queries.key_for_operator(conn, key_id) if team_id is None else queries.key_in_team(conn, team_id, key_id)
+    if row is None:
+        raise ApiKeyNotFound()
+    return ApiKeyRecord.from_row(row)
+
+
+def get_key(conn: Connection, *, key_id: str, team_id: int | None) -> ApiKeyRecord:
+    """One key; ``team_id=None`` only for the operator's command line."""
+    return _load(conn, key_id, team_id=team_id)
+
+
+def list_keys(conn: Connection, *, team_id: int | None) -> list[ApiKeyRecord]:
+    return [ApiKeyRecord.from_row(row) for row in queries.keys_in_team(conn, team_id)]
+
+
+def update_key(
+    conn: Connection,
+    *,
+    key_id: str,
+    team_id: int | None,
+    now: datetime,
+    name: str = UNCHANGED,
+    permission: str = UNCHANGED,
+    allowed_ips: str | None = UNCHANGED,
+) -> ApiKeyRecord:
+    """Change a key's name, permission or allowlist; the next request made with it sees the change."""
+    current = _load(conn, key_id, team_id=team_id)
+    values: dict[str, Any] = {}
+    if name is not UNCHANGED:
+        values["name"] = _clean_name(name)
+    if permission is not UNCHANGED:
+        values["permission"] = _clean_permission(permission).value
+    if allowed_ips is not UNCHANGED:
+        values["allowed_ips"] = clean_allowed_ips(allowed_ips)
+    if values:
+        values["updated_at"] = now
+        queries.update_key(conn, current.id, values)
+    return _load(conn, key_id, team_id=team_id)
+
+
+def revoke_key(conn: Connection, *, key_id: str, team_id: int | None, now: datetime) -> ApiKeyRecord:
+    """Revoke a key for good; revoking a revoked key changes nothing."""
+    current = _load(conn, key_id, team_id=team_id)
+    if current.revoked_at is None:
+        queries.update_key(conn, current.id, {"revoked_at": now, "updated_at": now})
+    return _load(conn, key_id, team_id=team_id)
+
+
+def rotate_key(
+    conn: Connection,
+    *,
+    key_id: str,
+    team_id: int | None,
+    grace: timedelta,
+    created_by: str,
+    now: datetime,
+) -> tuple[CreatedKey, ApiKeyRecord]:
+    """Issue a successor with the same name, permission and allowlist; the old key stops after ``grace``.
+
+    Returns the new key (with its secret) and the old key as it now stands. A grace of zero stops the old key at
+    once. An old key that already expires sooner keeps its earlier expiry.
+    """
+    if grace < timedelta(0) or grace > timedelta(days=30):
+        raise ValidationFailed({"grace_hours": ["The grace period must be between 0 and 720 hours."]})
+    old = _load(conn, key_id, team_id=team_id)
+    if old.status(now) != "active":
+        raise ValidationFailed({"id": [f"The key is {old.status(now)} and cannot be rotated."]})
+    created = create_key(
+        conn,
+        team_id=old.team_id,
+        name=old.name,
+        permission=old.permission.value,
+        allowed_ips=old.allowed_ips,
+        expires_at=None,
+        created_by=created_by,
+        now=now,
+        rotated_from_id=old.id,
+    )
+    old_expiry = now + grace
+    if old.expires_at is not None and old.expires_at < old_expiry:
+        old_expiry = old.expires_at
+    queries.update_key(conn, old.id, {"expires_at": old_expiry, "updated_at": now})
+    return created, _load(conn, old.id, team_id=None)
+
+
+def find_by_digest(conn: Connection, digest: bytes) -> ApiKeyRecord | None:
+    """The key whose digest is ``digest``, whatever its state; the guard decides what the state means."""
+    row = queries.key_by_digest(conn, digest)
+    return None if row is None else ApiKeyRecord.from_row(row)
+
+
+def record_use(conn: Connection, *, key_id: str, used_at: datetime, ip: str | None) -> None:
+    queries.record_use(conn, key_id, used_at, ip)

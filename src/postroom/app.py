@@ -1,0 +1,156 @@
+"""Assembling the web application: routes, the guard, error rendering, metrics.
+
+The scope each ``/api`` route needs comes from ``postroom.auth.scopes.ROUTE_SCOPES``; building the app fails if a
+route has no entry there or an entry names no route, so no route can slip through without a decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from litestar import Litestar, Request, Response, Router
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.enums import ScopeType
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotFoundException,
+    ValidationException,
+)
+from litestar.openapi import OpenAPIConfig
+from litestar.routes import HTTPRoute
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from postroom import __version__
+from postroom.apikeys.service import ApiKeyRecord
+from postroom.auth.guard import Authenticator, api_key_guard
+from postroom.auth.scopes import PUBLIC, ROUTE_SCOPES
+from postroom.config import Settings
+from postroom.dashboard import routes as dashboard
+from postroom.db.engine import Database
+from postroom.errors import MethodNotAllowed, NotFound, PostroomError, ValidationFailed
+from postroom.observability import metrics as prom
+from postroom.system import api as system_api
+from postroom.system.metrics import metrics
+from postroom.teams import api as teams_api
+
+log = logging.getLogger("postroom.app")
+
+API_HANDLERS = [system_api.health, system_api.auth_check, teams_api.list_projects]
+
+
+def _error_response(error: PostroomError) -> Response[Any]:
+    return Response(content=error.body(), status_code=error.status, headers=error.headers)
+
+
+def _postroom_error(_: Request[Any, Any, Any], exc: PostroomError) -> Response[Any]:
+    return _error_response(exc)
+
+
+def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    errors: dict[str, list[str]] = {}
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            errors.setdefault(str(item.get("key") or "body"), []).append(str(item.get("message", "is invalid")))
+    return _error_response(ValidationFailed(errors or {"body": [str(exc.detail)]}))
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if isinstance(exc, NotFoundException):
+        return _error_response(NotFound())
+    if isinstance(exc, MethodNotAllowedException):
+        return _error_response(MethodNotAllowed(headers=dict(exc.headers or {})))
+    body: dict[str, Any] = {"message": exc.detail or "The request could not be handled."}
+    body["error_code"] = "bad_request" if exc.status_code < 500 else "internal_error"
+    return Response(content=body, status_code=exc.status_code, headers=dict(exc.headers or {}))
+
+
+def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _error_response(PostroomError())
+
+
+def _provide_api_key(request: Request[Any, Any, Any]) -> ApiKeyRecord:
+    key: ApiKeyRecord = request.state.api_key
+    return key
+
+
+def _assign_route_scopes(app: Litestar) -> None:
+    """Copy each ``/api`` route's scope from ``ROUTE_SCOPES`` onto its handler; refuse any mismatch."""
+    seen: set[tuple[str, str]] = set()
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or not route.path_format.startswith("/api"):
+            continue
+        for method, (handler, _) in route.route_handler_map.items():
+            if method == "OPTIONS":
+                handler.opt["scope"] = PUBLIC  # the automatic preflight answer: lists allowed methods, no data
+                continue
+            key = (method, route.path_format)
+            if key not in ROUTE_SCOPES:
+                raise RuntimeError(f"route {method} {route.path_format} has no scope in ROUTE_SCOPES")
+            handler.opt["scope"] = ROUTE_SCOPES[key]
+            seen.add(key)
+    unused = set(ROUTE_SCOPES) - seen
+    if unused:
+        raise RuntimeError(f"ROUTE_SCOPES names routes that do not exist: {sorted(unused)}")
+
+
+def _metrics_middleware(app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("path_template") or "unmatched"
+            prom.HTTP_REQUESTS.labels(scope.get("method", ""), route, str(status)).inc()
+            prom.HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)
+
+    return middleware
+
+
+def build_app(
+    settings: Settings,
+    db: Database,
+    *,
+    on_startup: list[Callable[[], Any]] | None = None,
+    on_shutdown: list[Callable[[], Any]] | None = None,
+) -> Litestar:
+    api = Router(
+        path="/api",
+        route_handlers=API_HANDLERS,
+        guards=[api_key_guard],
+        dependencies={"api_key": Provide(_provide_api_key, sync_to_thread=False)},
+    )
+    app = Litestar(
+        route_handlers=[api, metrics, dashboard.index],
+        exception_handlers={
+            PostroomError: _postroom_error,
+            ValidationException: _validation_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+        middleware=[_metrics_middleware],
+        state=State({"settings": settings, "db": db, "authenticator": Authenticator(db, settings)}),
+        openapi_config=OpenAPIConfig(title="Postroom (Lettr API)", version=__version__, path="/schema"),
+        on_startup=on_startup or [],
+        on_shutdown=on_shutdown or [],
+        debug=False,
+        logging_config=None,  # postroom.observability.logging owns the log format
+    )
+    _assign_route_scopes(app)
+    return app

@@ -1,0 +1,74 @@
+"""Scopes, permission levels, and the one table that says which scope every route needs.
+
+A route that is not in ``ROUTE_SCOPES`` cannot be served: ``postroom.app`` refuses to start when a route and the
+table disagree, and the guard denies any request whose route has no scope (deny by default).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+
+class Scope(StrEnum):
+    EMAILS_SEND = "emails:send"
+    EMAILS_READ = "emails:read"
+    TEMPLATES_READ = "templates:read"
+    TEMPLATES_WRITE = "templates:write"
+    DOMAINS_READ = "domains:read"
+    DOMAINS_WRITE = "domains:write"
+    WEBHOOKS_READ = "webhooks:read"
+    WEBHOOKS_WRITE = "webhooks:write"
+    PROJECTS_READ = "projects:read"
+    AUDIENCE_READ = "audience:read"
+    AUDIENCE_WRITE = "audience:write"
+    CAMPAIGNS_READ = "campaigns:read"
+    CAMPAIGNS_WRITE = "campaigns:write"
+    SMS_SEND = "sms:send"
+    WHATSAPP_SEND = "whatsapp:send"
+    # Lettr documents no scope for GET /auth/check; Sending Only keys are refused it (lettr-api.md §12 Q3).
+    KEYS_READ = "keys:read"
+
+
+class Permission(StrEnum):
+    """The two levels a key can have, as the dashboard names them."""
+
+    FULL = "full"
+    SENDING = "sending"
+
+    @property
+    def label(self) -> str:
+        return {"full": "Full Access", "sending": "Sending Only"}[self.value]
+
+
+PERMISSION_SCOPES: Final[dict[Permission, frozenset[Scope]]] = {
+    Permission.FULL: frozenset(Scope),
+    Permission.SENDING: frozenset({Scope.EMAILS_SEND, Scope.SMS_SEND, Scope.WHATSAPP_SEND}),
+}
+
+
+class _Public:
+    """Marker for routes that need no API key."""
+
+    def __repr__(self) -> str:
+        return "PUBLIC"
+
+
+PUBLIC: Final = _Public()
+
+RouteScope = Scope | _Public
+
+ROUTE_SCOPES: Final[dict[tuple[str, str], RouteScope]] = {
+    ("GET", "/api/health"): PUBLIC,
+    ("GET", "/api/auth/check"): Scope.KEYS_READ,
+    ("GET", "/api/projects"): Scope.PROJECTS_READ,
+}
+"""(method, path template) → the scope the route needs, or PUBLIC. The only place scopes are assigned."""
+
+
+def permits(permission: str, scope: Scope) -> bool:
+    """Whether a key with ``permission`` holds ``scope``; an unknown permission holds nothing."""
+    try:
+        return scope in PERMISSION_SCOPES[Permission(permission)]
+    except ValueError:
+        return False

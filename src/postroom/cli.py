@@ -1,0 +1,334 @@
+"""The ``postroom`` command line.
+
+Every command takes ``--data-dir`` (or ``POSTROOM_DATA_DIR``) or ``--database-url`` (or ``POSTROOM_DATABASE_URL``)
+and works while the server runs: the database is the only thing processes share. Bad input exits with status 2
+and one line on stderr naming what is wrong; a missing object exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, NoReturn
+
+from sqlalchemy import Connection
+
+from postroom import __version__
+from postroom.apikeys import service as keys_service
+from postroom.apikeys.service import UNCHANGED, ApiKeyRecord
+from postroom.config import ConfigError, Settings, load_settings
+from postroom.core.clock import iso_resource, utcnow
+from postroom.db.engine import Database, open_database
+from postroom.errors import NotFound, ValidationFailed
+from postroom.teams import service as teams_service
+
+
+class UsageError(Exception):
+    """Bad input on the command line (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        print(f"postroom: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _operator() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+def _key_json(record: ApiKeyRecord) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "id": record.id,
+        "team_id": record.team_id,
+        "name": record.name,
+        "permission": record.permission.value,
+        "permission_label": record.permission.label,
+        "display_prefix": record.display_prefix,
+        "allowed_ips": record.allowed_ips,
+        "status": record.status(now),
+        "expires_at": iso_resource(record.expires_at) if record.expires_at else None,
+        "revoked_at": iso_resource(record.revoked_at) if record.revoked_at else None,
+        "rotated_from_id": record.rotated_from_id,
+        "created_by": record.created_by,
+        "created_at": iso_resource(record.created_at),
+        "updated_at": iso_resource(record.updated_at),
+        "last_used_at": iso_resource(record.last_used_at) if record.last_used_at else None,
+        "last_used_ip": record.last_used_ip,
+    }
+
+
+def _describe(record: ApiKeyRecord) -> str:
+    ips = record.allowed_ips or "any address"
+    expiry = f", expires {iso_resource(record.expires_at)}" if record.expires_at else ""
+    return f'{record.id} "{record.name}" ({record.permission.label}; allowed IPs: {ips}{expiry})'
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+async def _with_database(settings: Settings, work: Callable[[Database], Any]) -> Any:
+    db = open_database(settings)
+    try:
+        now = utcnow()
+        await db.migrate(lambda conn: _ensure_defaults(conn, now))
+        return await work(db)
+    finally:
+        await db.close()
+
+
+def _ensure_defaults(conn: Connection, now: Any) -> None:
+    teams_service.ensure_default_team(conn, now=now)
+
+
+# -- keys ---------------------------------------------------------------------------------------------------
+
+
+async def _keys_create(db: Database, args: argparse.Namespace) -> None:
+    now = utcnow()
+    expires_at = keys_service.expiry_in_days(args.expires_in_days, now)
+
+    def work(conn: Connection) -> keys_service.CreatedKey:
+        team_id = teams_service.resolve_team(conn, team_id=args.team)
+        return keys_service.create_key(
+            conn,
+            team_id=team_id,
+            name=args.name,
+            permission=args.permission,
+            allowed_ips=args.allowed_ips,
+            expires_at=expires_at,
+            created_by=_operator(),
+            now=now,
+        )
+
+    created = await db.write(work)
+    if args.json:
+        _print_json({**_key_json(created.record), "key": created.key})
+        return
+    print(f"Created API key {_describe(created.record)}")
+    print(f"Key: {created.key}")
+    print("Store it now: it is shown only once and cannot be recovered.")
+
+
+async def _keys_update(db: Database, args: argparse.Namespace) -> None:
+    if args.name is None and args.permission is None and args.allowed_ips is None:
+        raise UsageError("nothing to change: give --name, --permission or --allowed-ips")
+    record = await db.write(
+        lambda conn: keys_service.update_key(
+            conn,
+            key_id=args.id,
+            team_id=None,
+            now=utcnow(),
+            name=UNCHANGED if args.name is None else args.name,
+            permission=UNCHANGED if args.permission is None else args.permission,
+            allowed_ips=UNCHANGED if args.allowed_ips is None else (args.allowed_ips or None),
+        )
+    )
+    if args.json:
+        _print_json(_key_json(record))
+    else:
+        print(f"Updated API key {_describe(record)}")
+
+
+async def _keys_revoke(db: Database, args: argparse.Namespace) -> None:
+    record = await db.write(lambda conn: keys_service.revoke_key(conn, key_id=args.id, team_id=None, now=utcnow()))
+    if args.json:
+        _print_json(_key_json(record))
+    else:
+        print(f"Revoked API key {_describe(record)}")
+
+
+async def _keys_rotate(db: Database, args: argparse.Namespace) -> None:
+    grace = timedelta(hours=args.grace_hours)
+    created, old = await db.write(
+        lambda conn: keys_service.rotate_key(
+            conn, key_id=args.id, team_id=None, grace=grace, created_by=_operator(), now=utcnow()
+        )
+    )
+    if args.json:
+        _print_json({**_key_json(created.record), "key": created.key, "previous": _key_json(old)})
+        return
+    print(f"Created API key {_describe(created.record)}")
+    print(f"Key: {created.key}")
+    print("Store it now: it is shown only once and cannot be recovered.")
+    assert old.expires_at is not None
+    print(f"The previous key {old.id} keeps working until {iso_resource(old.expires_at)}.")
+
+
+async def _keys_list(db: Database, args: argparse.Namespace) -> None:
+    records = await db.read(lambda conn: keys_service.list_keys(conn, team_id=args.team))
+    if args.json:
+        _print_json([_key_json(r) for r in records])
+        return
+    if not records:
+        print("No API keys yet. Create one with: postroom keys create --name NAME")
+        return
+    now = utcnow()
+    rows = [("ID", "NAME", "PREFIX", "PERMISSION", "ALLOWED IPS", "STATUS", "LAST USED")]
+    for r in records:
+        used = f"{iso_resource(r.last_used_at)} from {r.last_used_ip}" if r.last_used_at else "never"
+        rows.append((r.id, r.name, r.display_prefix, r.permission.label, r.allowed_ips or "any", r.status(now), used))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+# -- serve / migrate ----------------------------------------------------------------------------------------
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from postroom.app import build_app
+    from postroom.observability.logging import configure_logging
+    from postroom.system.maintenance import run_maintenance
+
+    configure_logging(settings.log_level)
+    db = open_database(settings)
+    now = utcnow()
+    asyncio.run(db.migrate(lambda conn: _ensure_defaults(conn, now)))
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start_worker() -> None:
+        tasks.append(asyncio.create_task(run_maintenance(db)))
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+        await db.close()
+
+    app = build_app(settings, db, on_startup=[start_worker], on_shutdown=[stop])
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        proxy_headers=False,  # only postroom.auth.client_ip reads X-Forwarded-For, and only from trusted proxies
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        lifespan="on",
+    )
+    print(
+        f"Postroom {__version__} listening on http://{settings.host}:{settings.port} "
+        f"(API at http://{settings.host}:{settings.port}/api)",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _migrate(settings: Settings) -> int:
+    asyncio.run(_with_database(settings, lambda db: asyncio.sleep(0)))
+    print("Database schema is up to date.")
+    return 0
+
+
+# -- parser -------------------------------------------------------------------------------------------------
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument("--data-dir", default=argparse.SUPPRESS, help="data directory (POSTROOM_DATA_DIR)")
+    common.add_argument("--database-url", default=argparse.SUPPRESS, help="postgresql://… (POSTROOM_DATABASE_URL)")
+
+    parser = _Parser(
+        prog="postroom", description="Self-hosted transactional email with the Lettr API.", parents=[common]
+    )
+    parser.add_argument("--version", action="version", version=f"postroom {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    serve = commands.add_parser("serve", parents=[common], help="run the API, dashboard and worker")
+    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port to listen on (default 8025)")
+    commands.add_parser("migrate", parents=[common], help="bring the database schema up to date")
+
+    keys = commands.add_parser("keys", parents=[common], help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
+
+    create = key_commands.add_parser("create", parents=[common], help="create a key (shown once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--permission", choices=["full", "sending"], default="full")
+    create.add_argument("--allowed-ips", default=None, help='e.g. "203.0.113.50, 198.51.100.0/24"')
+    create.add_argument("--expires-in-days", type=int, default=None)
+    create.add_argument("--team", type=int, default=None, help="team id (default: the default team)")
+    create.add_argument("--json", action="store_true")
+
+    update = key_commands.add_parser("update", parents=[common], help="change name, permission or allowlist")
+    update.add_argument("id")
+    update.add_argument("--name", default=None)
+    update.add_argument("--permission", choices=["full", "sending"], default=None)
+    update.add_argument("--allowed-ips", default=None, help='an empty string "" clears the list')
+    update.add_argument("--json", action="store_true")
+
+    revoke = key_commands.add_parser("revoke", parents=[common], help="revoke a key at once")
+    revoke.add_argument("id")
+    revoke.add_argument("--json", action="store_true")
+
+    rotate = key_commands.add_parser("rotate", parents=[common], help="issue a successor key")
+    rotate.add_argument("id")
+    rotate.add_argument(
+        "--grace-hours", type=float, default=24.0, help="how long the old key keeps working (default 24)"
+    )
+    rotate.add_argument("--json", action="store_true")
+
+    listing = key_commands.add_parser("list", parents=[common], help="list keys (never their secrets)")
+    listing.add_argument("--team", type=int, default=None)
+    listing.add_argument("--json", action="store_true")
+    return parser
+
+
+_KEY_COMMANDS = {
+    "create": _keys_create,
+    "update": _keys_update,
+    "revoke": _keys_revoke,
+    "rotate": _keys_rotate,
+    "list": _keys_list,
+}
+
+
+def _fail(status: int, message: str) -> int:
+    print(f"postroom: error: {message}", file=sys.stderr)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        settings = load_settings(
+            data_dir=None if getattr(args, "data_dir", None) is None else Path(args.data_dir),
+            database_url=getattr(args, "database_url", None),
+            host=getattr(args, "host", None),
+            port=getattr(args, "port", None),
+        )
+        if args.command == "serve":
+            return _serve(settings)
+        if args.command == "migrate":
+            return _migrate(settings)
+        handler = _KEY_COMMANDS[args.keys_command]
+        asyncio.run(_with_database(settings, lambda db: handler(db, args)))
+        return 0
+    except ConfigError as exc:
+        return _fail(2, str(exc))
+    except UsageError as exc:
+        return _fail(2, str(exc))
+    except ValidationFailed as exc:
+        details = "; ".join(f"{field.replace('_', '-')}: {' '.join(msgs)}" for field, msgs in exc.errors.items())
+        return _fail(2, details)
+    except NotFound as exc:
+        return _fail(1, f"{exc.message} ({getattr(args, 'id', '')})")
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,113 @@
+"""Settings: the only module that reads the environment.
+
+Every setting is a ``POSTROOM_*`` variable with a default that works on a fresh machine (embedded SQLite under
+``./postroom-data``). Settings are validated once at start; a bad value stops the program with a message naming
+the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from postroom.core.netaddr import AllowlistError, IPNetwork, parse_allowlist
+
+
+class ConfigError(ValueError):
+    """A setting has a value Postroom cannot run with; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("postroom-data")
+    """``POSTROOM_DATA_DIR``: where the embedded database (and later certificates and keys) live."""
+    database_url: str = ""
+    """``POSTROOM_DATABASE_URL``: ``postgresql://user:pass@host/db`` for PostgreSQL; empty means SQLite in data_dir."""
+    host: str = "127.0.0.1"
+    """``POSTROOM_HOST``: the address ``postroom serve`` listens on."""
+    port: int = 8025
+    """``POSTROOM_PORT``: the HTTP port."""
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    """``POSTROOM_TRUSTED_PROXIES``: peers whose ``X-Forwarded-For`` is believed (addresses or CIDRs; ``*`` refused)."""
+    metrics_allowed_ips: tuple[IPNetwork, ...] = field(default_factory=lambda: parse_allowlist("127.0.0.1, ::1"))
+    """``POSTROOM_METRICS_ALLOWED_IPS``: who may scrape ``/metrics`` (default: this machine only)."""
+    auth_lockout_failures: int = 5
+    """``POSTROOM_AUTH_LOCKOUT_FAILURES``: failed authentications from one IP that trigger a block."""
+    auth_lockout_window_seconds: int = 300
+    """``POSTROOM_AUTH_LOCKOUT_WINDOW``: the window (seconds) in which those failures are counted."""
+    auth_lockout_block_seconds: int = 900
+    """``POSTROOM_AUTH_LOCKOUT_BLOCK``: how long (seconds) the IP is then refused."""
+    key_last_used_interval_seconds: int = 60
+    """How stale ``last_used_at`` may get before a request writes it again (the IP is written when it changes)."""
+    log_level: str = "info"
+    """``POSTROOM_LOG_LEVEL``: debug, info, warning or error."""
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "postroom.db"
+
+    @property
+    def effective_database_url(self) -> str:
+        """The SQLAlchemy URL: PostgreSQL through asyncpg, or the embedded SQLite file."""
+        url = self.database_url
+        if not url:
+            return f"sqlite:///{self.sqlite_path.resolve()}"
+        for prefix in ("postgresql://", "postgres://", "postgresql+asyncpg://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix) :]
+        if url.startswith("sqlite:///"):
+            return url
+        raise ConfigError(
+            f"POSTROOM_DATABASE_URL must start with postgresql:// or sqlite:///, got {url.split('://', 1)[0]!r}"
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, maximum: int = 10**9) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[IPNetwork, ...]:
+    raw = env.get(name, default)
+    if any(entry.strip() == "*" for entry in raw.split(",")):
+        raise ConfigError(
+            f"{name} must not contain '*': trusting every peer lets any client choose its own address; "
+            "list the proxies' addresses or CIDR ranges"
+        )
+    try:
+        return parse_allowlist(raw)
+    except AllowlistError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build settings from ``env`` (default: the process environment); ``overrides`` win (command-line flags)."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {
+        "data_dir": Path(env.get("POSTROOM_DATA_DIR") or "postroom-data"),
+        "database_url": env.get("POSTROOM_DATABASE_URL", ""),
+        "host": env.get("POSTROOM_HOST") or "127.0.0.1",
+        "port": _int(env, "POSTROOM_PORT", 8025, minimum=1, maximum=65535),
+        "trusted_proxies": _networks(env, "POSTROOM_TRUSTED_PROXIES", ""),
+        "metrics_allowed_ips": _networks(env, "POSTROOM_METRICS_ALLOWED_IPS", "127.0.0.1, ::1"),
+        "auth_lockout_failures": _int(env, "POSTROOM_AUTH_LOCKOUT_FAILURES", 5, minimum=1),
+        "auth_lockout_window_seconds": _int(env, "POSTROOM_AUTH_LOCKOUT_WINDOW", 300, minimum=1),
+        "auth_lockout_block_seconds": _int(env, "POSTROOM_AUTH_LOCKOUT_BLOCK", 900, minimum=1),
+        "log_level": (env.get("POSTROOM_LOG_LEVEL") or "info").lower(),
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if values["log_level"] not in {"debug", "info", "warning", "error"}:
+        raise ConfigError(f"POSTROOM_LOG_LEVEL must be debug, info, warning or error, got {values['log_level']!r}")
+    settings = Settings(**values)  # type: ignore[arg-type]
+    settings.effective_database_url  # noqa: B018 - validates the URL now, not at first use
+    return settings

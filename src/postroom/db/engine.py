@@ -1,0 +1,189 @@
+"""Database access: one interface, two engines.
+
+Units of work are plain functions taking a SQLAlchemy ``Connection`` (the query layer is synchronous Core), so
+the same code runs
+
+- on **SQLite** (the embedded default): reads inline on a pooled connection (indexed lookups cost microseconds
+  and WAL readers never wait for the writer), writes through the group-commit writer thread (``writer.py``);
+  every connection uses WAL, ``synchronous=FULL``, ``foreign_keys=ON`` and a busy timeout, and every write
+  transaction starts with ``BEGIN IMMEDIATE`` so other processes (the CLI) queue instead of failing;
+- on **PostgreSQL**: through asyncpg, each unit of work run with ``AsyncConnection.run_sync`` in its own
+  transaction (``synchronous_commit`` stays on, so a commit is durable).
+
+``write`` returns only after the transaction has committed; that is what lets an API answer 2xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from postroom.config import Settings
+
+T = TypeVar("T")
+UnitOfWork = Callable[[Connection], T]
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK_ID = 80250001  # PostgreSQL advisory lock: one process migrates at a time
+
+log = logging.getLogger("postroom.db")
+
+
+def _upgrade_to_head(conn: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")
+
+
+class Database(ABC):
+    """Run units of work: ``read`` (no changes kept) and ``write`` (committed before it returns)."""
+
+    dialect: str
+
+    @abstractmethod
+    async def read(self, fn: UnitOfWork[T]) -> T: ...
+
+    @abstractmethod
+    async def write(self, fn: UnitOfWork[T]) -> T: ...
+
+    @abstractmethod
+    async def migrate(self, then: UnitOfWork[None] | None = None) -> None:
+        """Bring the schema to the newest revision, then run ``then`` in the same transaction."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    def write_soon(self, fn: UnitOfWork[Any]) -> None:
+        """Best-effort write nobody waits for (bookkeeping such as a key's last use); failures are logged."""
+        task = asyncio.ensure_future(self.write(fn))
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Future[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background write failed: %r", task.exception())
+
+    _background: set[asyncio.Future[Any]]
+
+    async def drain(self) -> None:
+        """Wait for background writes (at shutdown and in tests)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+class SQLiteDatabase(Database):
+    dialect = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        from postroom.db.writer import GroupCommitWriter
+
+        path = url.removeprefix("sqlite:///")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._engine = create_engine(url, pool_size=8, max_overflow=8)
+        event.listen(self._engine, "connect", _sqlite_on_connect)
+        event.listen(self._engine, "begin", _sqlite_on_begin)
+        self._writer = GroupCommitWriter(self._engine)
+        self._background = set()
+
+    async def read(self, fn: UnitOfWork[T]) -> T:
+        with self._engine.connect() as conn:
+            return fn(conn)
+
+    async def write(self, fn: UnitOfWork[T]) -> T:
+        result: T = await self._writer.submit(fn)
+        return result
+
+    async def migrate(self, then: UnitOfWork[None] | None = None) -> None:
+        def run() -> None:
+            with self._engine.connect() as conn:
+                # Table rebuilds in batch migrations must not cascade deletes, and the pragma is ignored
+                # inside a transaction: switch it off on the raw connection first, check integrity after.
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                raw.execute("PRAGMA foreign_keys=OFF")
+                conn.execution_options(postroom_write=True)
+                with conn.begin():
+                    _upgrade_to_head(conn)
+                    if then is not None:
+                        then(conn)
+                problems = raw.execute("PRAGMA foreign_key_check").fetchall()
+                raw.execute("PRAGMA foreign_keys=ON")
+                if problems:
+                    raise RuntimeError(f"migration left foreign-key violations: {problems[:5]}")
+
+        await asyncio.to_thread(run)
+
+    async def close(self) -> None:
+        await self.drain()
+        await asyncio.to_thread(self._writer.close)
+        self._engine.dispose()
+
+
+def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event decides how transactions start
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("postroom_write") else "BEGIN")
+
+
+class PostgresDatabase(Database):
+    dialect = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self._engine = create_async_engine(url, pool_size=10, max_overflow=10)
+        self._background = set()
+
+    async def read(self, fn: UnitOfWork[T]) -> T:
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(fn)
+
+    async def write(self, fn: UnitOfWork[T]) -> T:
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(fn)
+
+    async def migrate(self, then: UnitOfWork[None] | None = None) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+            await conn.run_sync(_upgrade_to_head)
+            if then is not None:
+                await conn.run_sync(then)
+
+    async def close(self) -> None:
+        await self.drain()
+        await self._engine.dispose()
+
+
+def open_database(settings: Settings) -> Database:
+    """The database the settings name: PostgreSQL when ``POSTROOM_DATABASE_URL`` says so, else embedded SQLite."""
+    url = settings.effective_database_url
+    if url.startswith("postgresql+asyncpg://"):
+        return PostgresDatabase(url)
+    return SQLiteDatabase(url)
+
+
+def serialise_on(conn: Connection, name: str) -> None:
+    """Serialise concurrent writers of one logical thing (e.g. one IP's failure count) for this transaction.
+
+    SQLite writers are already serialised by ``BEGIN IMMEDIATE``; PostgreSQL takes a transaction advisory lock.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})

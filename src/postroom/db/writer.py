@@ -1,0 +1,108 @@
+"""The single SQLite writer with group commit.
+
+SQLite allows one writer at a time and every durable commit costs an fsync. Instead of one transaction (and one
+fsync) per request, every write in the process is queued to this one thread, which takes everything waiting,
+runs each unit of work inside a savepoint of one ``BEGIN IMMEDIATE`` transaction, commits once, and only then
+resolves the callers' futures. A unit of work that raises is rolled back to its savepoint alone; a failed commit
+fails the whole batch. Either way no caller hears "done" before its data is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+MAX_BATCH = 256
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[[Connection], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _resolve(job: _Job, result: Any, error: BaseException | None) -> None:
+    def settle() -> None:
+        if job.future.done():
+            return
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(result)
+
+    try:
+        job.loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the caller's loop has closed; nobody is waiting any more
+        pass
+
+
+class GroupCommitWriter:
+    def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="postroom-sqlite-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[Connection], Any]) -> asyncio.Future[Any]:
+        """Queue ``fn`` to run in the next committed batch; the future resolves after the commit."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Job(fn, future, loop))
+        return future
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            job = self._queue.get()
+            if job is None:
+                return
+            batch = [job]
+            while len(batch) < self._max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Job]) -> None:
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        try:
+            with self._engine.connect() as conn:
+                conn.execution_options(postroom_write=True)
+                with conn.begin():
+                    for job in batch:
+                        if len(batch) == 1:
+                            outcomes.append((job, job.fn(conn), None))
+                            continue
+                        savepoint = conn.begin_nested()
+                        try:
+                            result = job.fn(conn)
+                        except Exception as exc:
+                            savepoint.rollback()
+                            outcomes.append((job, None, exc))
+                        else:
+                            savepoint.commit()
+                            outcomes.append((job, result, None))
+        except Exception as exc:
+            for job in batch:
+                _resolve(job, None, exc)
+            return
+        for job, result, error in outcomes:
+            _resolve(job, result, error)

@@ -1,0 +1,106 @@
+"""The one tree of Postroom errors and the one place that turns them into Lettr error bodies.
+
+::
+
+    PostroomError                      status  body (lettr-api.md §2.2, §4)
+    ├── ApiKeyRequired                 401     {"message": "API key is required."}
+    ├── InvalidApiKey                  401     {"message": "Invalid API key."}           (unknown, revoked, expired)
+    ├── IpNotAllowed                   403     {"message": "Access denied. Your IP address is not allowed."}
+    ├── InsufficientScope              403     {"message": ..., "error_code": "insufficient_scope"}
+    ├── TooManyAuthFailures            429     {"message": ..., "error_code": "rate_limit_exceeded"} + Retry-After
+    ├── ValidationFailed               422     {"message": "Validation failed.", "error_code": ..., "errors": {...}}
+    ├── NotFound                       404     {"message": ..., "error_code": "not_found"}
+    └── ServiceUnavailable             503     {"message": ..., "error_code": "service_unavailable"}
+
+401 bodies and the IP 403 carry no ``error_code``, exactly as Lettr answers them.
+Services raise these; they never build responses themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class PostroomError(Exception):
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "An unexpected error occurred. Please try again later."
+    error_code: ClassVar[str | None] = "internal_error"
+
+    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None) -> None:
+        self.message = message or self.default_message
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+    def body(self) -> dict[str, Any]:
+        """The Lettr error body for this error."""
+        body: dict[str, Any] = {"message": self.message}
+        if self.error_code is not None:
+            body["error_code"] = self.error_code
+        return body
+
+
+class ApiKeyRequired(PostroomError):
+    status = 401
+    default_message = "API key is required."
+    error_code = None
+
+
+class InvalidApiKey(PostroomError):
+    status = 401
+    default_message = "Invalid API key."
+    error_code = None
+
+
+class IpNotAllowed(PostroomError):
+    status = 403
+    default_message = "Access denied. Your IP address is not allowed."
+    error_code = None
+
+
+class InsufficientScope(PostroomError):
+    status = 403
+    default_message = "Your API key does not have the required permissions for this action."
+    error_code = "insufficient_scope"
+
+
+class TooManyAuthFailures(PostroomError):
+    status = 429
+    default_message = "Too many failed authentication attempts from your IP address. Try again later."
+    error_code = "rate_limit_exceeded"
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(headers={"Retry-After": str(max(1, retry_after_seconds))})
+        self.retry_after_seconds = retry_after_seconds
+
+
+class ValidationFailed(PostroomError):
+    """Bad input; ``errors`` maps each field (dotted path or header name) to its messages."""
+
+    status = 422
+    default_message = "Validation failed."
+    error_code = "validation_error"
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__()
+        self.errors = errors
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "errors": self.errors}
+
+
+class NotFound(PostroomError):
+    status = 404
+    default_message = "Not found."
+    error_code = "not_found"
+
+
+class MethodNotAllowed(PostroomError):
+    status = 405
+    default_message = "Method not allowed."
+    error_code = "method_not_allowed"
+
+
+class ServiceUnavailable(PostroomError):
+    status = 503
+    default_message = "The service is temporarily unavailable. Please try again later."
+    error_code = "service_unavailable"

@@ -1,0 +1,14 @@
+"""Prometheus metrics, served at ``/metrics``."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+HTTP_REQUESTS = Counter("postroom_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
+HTTP_LATENCY = Histogram(
+    "postroom_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+AUTH_REJECTIONS = Counter("postroom_auth_rejections_total", "Requests refused by the API guard", ["reason"])

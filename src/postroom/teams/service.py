@@ -1,0 +1,65 @@
+"""Teams and projects. Every installation has a default team with a default project from its first start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+from postroom.core.pagination import PageRequest
+from postroom.errors import ValidationFailed
+from postroom.teams import queries
+
+DEFAULT_TEAM_NAME = "Default team"
+DEFAULT_PROJECT_NAME = "Default project"
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: int
+    team_id: int
+    name: str
+    emoji: str | None
+    is_default: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+def ensure_default_team(conn: Connection, *, now: datetime) -> int:
+    """Create the default team and project on an empty installation; return the default team's id."""
+    team_id = queries.first_team_id(conn)
+    if team_id is None:
+        team_id = queries.insert_team(conn, DEFAULT_TEAM_NAME, now)
+        queries.insert_project(conn, team_id, DEFAULT_PROJECT_NAME, is_default=True, now=now)
+    return team_id
+
+
+def resolve_team(conn: Connection, *, team_id: int | None) -> int:
+    """The team an operator command acts on: the one named, or the default team."""
+    if team_id is None:
+        default = queries.first_team_id(conn)
+        if default is None:
+            raise ValidationFailed({"team": ["No team exists yet; start Postroom once to create the default team."]})
+        return default
+    if not queries.team_exists(conn, team_id):
+        raise ValidationFailed({"team": [f"No team with id {team_id}."]})
+    return team_id
+
+
+def list_projects(conn: Connection, *, team_id: int, page: PageRequest) -> tuple[list[Project], int]:
+    """One page of the team's projects and the team's total."""
+    rows = queries.projects_page(conn, team_id, offset=page.offset, limit=page.per_page)
+    total = queries.count_projects(conn, team_id)
+    return [
+        Project(
+            id=row.id,
+            team_id=row.team_id,
+            name=row.name,
+            emoji=row.emoji,
+            is_default=bool(row.is_default),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+        for row in rows
+    ], total
