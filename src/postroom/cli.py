@@ -197,9 +197,10 @@ def _serve(settings: Settings) -> int:
     from postroom.system.maintenance import run_maintenance
 
     configure_logging(settings.log_level)
+    # Migrate on a connection pool of its own: asyncpg connections belong to the event loop that opened them,
+    # and the server runs on a new one.
+    asyncio.run(_with_database(settings, lambda db: asyncio.sleep(0)))
     db = open_database(settings)
-    now = utcnow()
-    asyncio.run(db.migrate(lambda conn: _ensure_defaults(conn, now)))
     tasks: list[asyncio.Task[None]] = []
 
     async def start_worker() -> None:
@@ -227,8 +228,24 @@ def _serve(settings: Settings) -> int:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[_listen_socket(settings.host, settings.port)])
     return 0
+
+
+def _listen_socket(host: str, port: int) -> socket.socket:
+    """The listening socket; an IPv6 host such as ``::`` also accepts IPv4 (peers then appear as ``::ffff:a.b.c.d``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def _migrate(settings: Settings) -> int:

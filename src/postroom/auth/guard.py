@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 from sqlalchemy import Connection
 
@@ -39,6 +40,9 @@ from postroom.errors import (
 from postroom.observability import metrics
 
 log = logging.getLogger("postroom.auth")
+
+CallerKey = NamedDependency[ApiKeyRecord]
+"""The key the guard admitted for this request; a route takes it as ``api_key: CallerKey``."""
 
 
 @dataclass(frozen=True, slots=True)

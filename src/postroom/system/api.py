@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import get
 
-from postroom.apikeys.service import ApiKeyRecord
+from postroom.auth.guard import CallerKey
 from postroom.core.clock import iso_event, utcnow
 from postroom.core.envelope import envelope
 
@@ -18,5 +18,5 @@ def health() -> dict[str, Any]:
 
 
 @get("/auth/check", sync_to_thread=False)
-def auth_check(api_key: ApiKeyRecord) -> dict[str, Any]:
+def auth_check(api_key: CallerKey) -> dict[str, Any]:
     return envelope("API key is valid.", {"team_id": api_key.team_id, "timestamp": iso_event(utcnow())})

@@ -6,8 +6,9 @@ from typing import Any
 
 from litestar import get
 from litestar.datastructures import State
+from litestar.params import FromQuery
 
-from postroom.apikeys.service import ApiKeyRecord
+from postroom.auth.guard import CallerKey
 from postroom.core.envelope import envelope
 from postroom.core.pagination import pagination_body, parse_page_params
 from postroom.teams import service as teams_service
@@ -16,7 +17,7 @@ from postroom.teams.schemas import project_body
 
 @get("/projects")
 async def list_projects(
-    state: State, api_key: ApiKeyRecord, page: str | None = None, per_page: str | None = None
+    state: State, api_key: CallerKey, page: FromQuery[str | None] = None, per_page: FromQuery[str | None] = None
 ) -> dict[str, Any]:
     request = parse_page_params(page, per_page)
     projects, total = await state.db.read(

@@ -1,0 +1,295 @@
+"""Shared fixtures: a real database per backend (SQLite file, PostgreSQL database), a live ``postroom serve``
+process on loopback for each, the ``postroom`` command line as a subprocess, and HTTP clients that can speak from
+any loopback address (127.0.0.0/8 is all ours), so allowlists and lockouts are exercised with real peers.
+
+PostgreSQL runs when ``POSTROOM_TEST_POSTGRES_URL`` names an admin connection (``scripts/postgres.sh`` prints
+one); with ``POSTROOM_REQUIRE_POSTGRES=1`` (as in CI) its absence is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from sqlalchemy import Connection, delete, text
+
+from postroom.apikeys import service as keys_service
+from postroom.config import Settings, load_settings
+from postroom.core.clock import utcnow
+from postroom.db.engine import Database, open_database
+from postroom.models import auth_blocks, auth_failures
+from postroom.teams import service as teams_service
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[1]
+PG_ADMIN_URL = os.environ.get("POSTROOM_TEST_POSTGRES_URL", "")
+
+
+class LoopThread:
+    """One event loop in a thread for the whole session, so async database engines outlive each test."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=120)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+
+
+@dataclass
+class Backend:
+    """A migrated database with its default team, reachable from the tests and from subprocesses."""
+
+    name: str
+    env: dict[str, str]
+    settings: Settings
+    db: Database
+    loop: LoopThread
+    team_id: int = 0
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        async def go() -> T:
+            return await self.db.read(fn)
+
+        return self.loop.run(go())
+
+    def write(self, fn: Callable[[Connection], T]) -> T:
+        async def go() -> T:
+            return await self.db.write(fn)
+
+        return self.loop.run(go())
+
+    def create_key(
+        self,
+        *,
+        permission: str = "full",
+        allowed_ips: str | None = None,
+        name: str = "test key",
+        expires_at: datetime | None = None,
+        team_id: int | None = None,
+    ) -> keys_service.CreatedKey:
+        return self.write(
+            lambda conn: keys_service.create_key(
+                conn,
+                team_id=team_id or self.team_id,
+                name=name,
+                permission=permission,
+                allowed_ips=allowed_ips,
+                expires_at=expires_at,
+                created_by="tests",
+                now=utcnow(),
+            )
+        )
+
+    def get_key(self, key_id: str) -> keys_service.ApiKeyRecord:
+        return self.read(lambda conn: keys_service.get_key(conn, key_id=key_id, team_id=None))
+
+    def dump(self) -> bytes:
+        """Everything the database holds, as bytes, for scanning for secrets."""
+        if self.name == "sqlite":
+            path = self.settings.sqlite_path
+            return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+
+        def dump_rows(conn: Connection) -> bytes:
+            tables = conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars()
+            out = []
+            for table in list(tables):
+                for row in conn.execute(text(f'SELECT * FROM "{table}"')):  # noqa: S608 - names from pg_tables
+                    out.append(repr(tuple(row)).encode())
+            return b"\n".join(out)
+
+        return self.read(dump_rows)
+
+    def subprocess_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POSTROOM_")}
+        env.update(self.env)
+        env.update(extra or {})
+        return env
+
+
+def _ensure_default(conn: Connection) -> None:
+    teams_service.ensure_default_team(conn, now=utcnow())
+
+
+@pytest.fixture(scope="session")
+def loop_thread() -> Iterator[LoopThread]:
+    loop = LoopThread()
+    yield loop
+    loop.stop()
+
+
+def _make_backend(name: str, tmp: Path, loop: LoopThread) -> Backend:
+    cleanup: list[Callable[[], None]] = []
+    if name == "sqlite":
+        env = {"POSTROOM_DATA_DIR": str(tmp / "data")}
+    else:
+        if not PG_ADMIN_URL:
+            if os.environ.get("POSTROOM_REQUIRE_POSTGRES") == "1":
+                pytest.fail("POSTROOM_REQUIRE_POSTGRES=1 but POSTROOM_TEST_POSTGRES_URL is not set")
+            pytest.skip("PostgreSQL not configured (set POSTROOM_TEST_POSTGRES_URL; see scripts/postgres.sh)")
+        import asyncpg  # type: ignore[import-untyped]
+
+        database = f"postroom_test_{secrets.token_hex(4)}"
+
+        async def admin(sql: str) -> None:
+            conn = await asyncpg.connect(PG_ADMIN_URL)
+            try:
+                await conn.execute(sql)
+            finally:
+                await conn.close()
+
+        loop.run(admin(f'CREATE DATABASE "{database}"'))
+        cleanup.append(lambda: loop.run(admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')))
+        env = {"POSTROOM_DATABASE_URL": PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database}
+    settings = load_settings(env)
+    db = open_database(settings)
+    loop.run(db.migrate(_ensure_default))
+    backend = Backend(name=name, env=env, settings=settings, db=db, loop=loop, cleanup=cleanup)
+
+    async def default_team() -> int:
+        return await db.read(lambda conn: teams_service.resolve_team(conn, team_id=None))
+
+    backend.team_id = loop.run(default_team())
+    return backend
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, loop_thread: LoopThread):  # type: ignore[no-untyped-def]
+    backend = _make_backend(request.param, tmp_path_factory.mktemp(request.param), loop_thread)
+    yield backend
+    loop_thread.run(backend.db.close())
+    for step in backend.cleanup:
+        step()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """``postroom serve`` as its own process on loopback."""
+
+    def __init__(self, backend: Backend, log_path: Path, *, host: str = "127.0.0.1", env: dict[str, str] | None = None):
+        self.backend = backend
+        self.host = host
+        self.port = free_port()
+        self.log_path = log_path
+        self._env = backend.subprocess_env(env)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return self.base_url + "/api"
+
+    def start(self) -> Server:
+        log = self.log_path.open("ab")
+        self._process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "postroom", "serve", "--host", self.host, "--port", str(self.port)],
+            env=self._env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.log_path.parent,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"postroom serve exited: {self.log_path.read_text()}")
+            try:
+                if httpx.get(self.api_url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"postroom serve did not start: {self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(backend, tmp_path_factory.mktemp(f"server-{backend.name}") / "server.log").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def proxied_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server listening on every IPv4 and IPv6 loopback form ("::"), trusting 127.0.0.1 as a proxy."""
+    srv = Server(
+        backend,
+        tmp_path_factory.mktemp(f"proxied-{backend.name}") / "server.log",
+        host="::",
+        env={"POSTROOM_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8"},
+    ).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(autouse=True)
+def _forget_auth_failures(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests share a server; failures one test provokes must not lock out the next one's address."""
+    yield
+    if "backend" in request.fixturenames:
+        backend: Backend = request.getfixturevalue("backend")
+
+        def forget(conn: Connection) -> None:
+            conn.execute(delete(auth_blocks))
+            conn.execute(delete(auth_failures))
+
+        backend.write(forget)
+
+
+def run_cli(backend: Backend, *args: str) -> subprocess.CompletedProcess[str]:
+    """``postroom …`` in its own process against the backend's database."""
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "postroom", *args],
+        env=backend.subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def http_from(source_ip: str = "127.0.0.1") -> httpx.Client:
+    """An HTTP client whose connections come from ``source_ip`` (any 127.x address, or ::1)."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=source_ip), timeout=10)
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
