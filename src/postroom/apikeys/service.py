@@ -6,6 +6,7 @@ the ``CreatedKey`` returned by ``create_key``/``rotate_key``, to be shown once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,22 +51,26 @@ class ApiKeyRecord:
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> ApiKeyRecord:
+        return cls.from_mapping(dict(row._mapping))
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[str, Any]) -> ApiKeyRecord:
         return cls(
-            id=row.id,
-            team_id=row.team_id,
-            name=row.name,
-            permission=Permission(row.permission),
-            display_prefix=row.display_prefix,
-            last4=row.last4,
-            allowed_ips=row.allowed_ips,
-            expires_at=row.expires_at,
-            revoked_at=row.revoked_at,
-            rotated_from_id=row.rotated_from_id,
-            created_by=row.created_by,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            last_used_at=row.last_used_at,
-            last_used_ip=row.last_used_ip,
+            id=row["id"],
+            team_id=row["team_id"],
+            permission=Permission(row["permission"]),
+            name=row["name"],
+            display_prefix=row["display_prefix"],
+            last4=row["last4"],
+            allowed_ips=row["allowed_ips"],
+            expires_at=row["expires_at"],
+            revoked_at=row["revoked_at"],
+            rotated_from_id=row["rotated_from_id"],
+            created_by=row["created_by"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            last_used_at=row["last_used_at"],
+            last_used_ip=row["last_used_ip"],
         )
 
     def status(self, now: datetime) -> str:

@@ -3,12 +3,13 @@
 Units of work are plain functions taking a SQLAlchemy ``Connection`` (the query layer is synchronous Core), so
 the same code runs
 
-- on **SQLite** (the embedded default): reads inline on a pooled connection (indexed lookups cost microseconds
-  and WAL readers never wait for the writer), writes through the group-commit writer thread (``writer.py``);
-  every connection uses WAL, ``synchronous=FULL``, ``foreign_keys=ON`` and a busy timeout, and every write
-  transaction starts with ``BEGIN IMMEDIATE`` so other processes (the CLI) queue instead of failing;
-- on **PostgreSQL**: through asyncpg, each unit of work run with ``AsyncConnection.run_sync`` in its own
-  transaction (``synchronous_commit`` stays on, so a commit is durable).
+- on **SQLite** (the embedded default): reads inline on one connection per thread (indexed lookups cost
+  microseconds and WAL readers never wait for the writer), each statement its own snapshot; writes through the
+  group-commit writer thread (``writer.py``); every connection uses WAL, ``synchronous=FULL``,
+  ``foreign_keys=ON`` and a busy timeout, and every write transaction starts with ``BEGIN IMMEDIATE`` so other
+  processes (the CLI) queue instead of failing;
+- on **PostgreSQL**: through asyncpg, each unit of work run with ``AsyncConnection.run_sync``; reads in
+  autocommit, each write in its own transaction (``synchronous_commit`` stays on, so a commit is durable).
 
 ``write`` returns only after the transaction has committed; that is what lets an API answer 2xx.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -95,11 +97,19 @@ class SQLiteDatabase(Database):
         event.listen(self._engine, "connect", _sqlite_on_connect)
         event.listen(self._engine, "begin", _sqlite_on_begin)
         self._writer = GroupCommitWriter(self._engine)
+        self._readers = threading.local()
         self._background = set()
 
     async def read(self, fn: UnitOfWork[T]) -> T:
-        with self._engine.connect() as conn:
+        # Reads run to completion on the calling thread (units of work are synchronous), so each thread can
+        # keep one connection instead of paying a pool checkout per request.
+        conn = getattr(self._readers, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._readers.conn = self._engine.connect()
+        try:
             return fn(conn)
+        finally:
+            conn.rollback()
 
     async def write(self, fn: UnitOfWork[T]) -> T:
         result: T = await self._writer.submit(fn)
@@ -128,6 +138,9 @@ class SQLiteDatabase(Database):
     async def close(self) -> None:
         await self.drain()
         await asyncio.to_thread(self._writer.close)
+        reader = getattr(self._readers, "conn", None)
+        if reader is not None:
+            reader.close()
         self._engine.dispose()
 
 
@@ -142,7 +155,10 @@ def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> No
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("postroom_write") else "BEGIN")
+    # Reads run without an explicit transaction: each statement sees its own snapshot, as under PostgreSQL's
+    # READ COMMITTED, and a request saves a round of BEGIN/ROLLBACK.
+    if conn.get_execution_options().get("postroom_write"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class PostgresDatabase(Database):
@@ -150,10 +166,15 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str) -> None:
         self._engine = create_async_engine(url, pool_size=10, max_overflow=10)
+        # Reads in autocommit on a pool of their own: no BEGIN/ROLLBACK round trips and no isolation level to
+        # reset on every checkout; READ COMMITTED gives each statement its own snapshot anyway.
+        self._read_engine = create_async_engine(
+            url, pool_size=10, max_overflow=10, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
+        )
         self._background = set()
 
     async def read(self, fn: UnitOfWork[T]) -> T:
-        async with self._engine.connect() as conn:
+        async with self._read_engine.connect() as conn:
             return await conn.run_sync(fn)
 
     async def write(self, fn: UnitOfWork[T]) -> T:
@@ -170,6 +191,7 @@ class PostgresDatabase(Database):
     async def close(self) -> None:
         await self.drain()
         await self._engine.dispose()
+        await self._read_engine.dispose()
 
 
 def open_database(settings: Settings) -> Database:

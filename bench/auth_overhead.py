@@ -1,0 +1,138 @@
+"""Cost of the API guard per request.
+
+Calls the ASGI application in-process (no sockets, so only our code and the framework are measured) and
+interleaves two requests that produce the same shape of JSON answer:
+
+- baseline: ``GET /api/health`` (public: no guard at all);
+- guarded:  ``GET /api/auth/check`` with a Full Access key carrying a 3-entry IP allowlist (lockout lookup,
+  key lookup by digest, status, allowlist match, scope check).
+
+The guard's cost is the difference of the medians; the ratio guarded/baseline is printed too. Target: ≤ 100 µs
+median. Runs on the embedded SQLite database, and also on PostgreSQL when ``POSTROOM_TEST_POSTGRES_URL`` names
+an admin connection.
+
+    python bench/auth_overhead.py [--requests 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import secrets
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from postroom.apikeys import service as keys_service
+from postroom.app import build_app
+from postroom.config import load_settings
+from postroom.core.clock import utcnow
+from postroom.db.engine import Database, open_database
+from postroom.teams import service as teams_service
+
+
+async def asgi_get(app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> int:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8025),
+    }
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+async def measure(db: Database, label: str, requests: int) -> None:
+    settings = load_settings({})
+    now = utcnow()
+    await db.migrate(lambda conn: None if teams_service.ensure_default_team(conn, now=now) else None)
+    team_id = await db.read(lambda conn: teams_service.resolve_team(conn, team_id=None))
+    created = await db.write(
+        lambda conn: keys_service.create_key(
+            conn,
+            team_id=team_id,
+            name="bench",
+            permission="full",
+            allowed_ips="203.0.113.50, 198.51.100.0/24, 127.0.0.1",
+            expires_at=None,
+            created_by="bench",
+            now=now,
+        )
+    )
+    app = build_app(settings, db)
+    auth = [(b"authorization", f"Bearer {created.key}".encode()), (b"user-agent", b"bench")]
+    plain = [(b"user-agent", b"bench")]
+    for _ in range(500):  # warm up both paths
+        assert await asgi_get(app, "/api/health", plain) == 200
+        assert await asgi_get(app, "/api/auth/check", auth) == 200
+    await db.drain()
+    baseline: list[float] = []
+    guarded: list[float] = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        await asgi_get(app, "/api/health", plain)
+        baseline.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        await asgi_get(app, "/api/auth/check", auth)
+        guarded.append(time.perf_counter() - started)
+    b, g = statistics.median(baseline), statistics.median(guarded)
+    p99 = sorted(guarded)[int(len(guarded) * 0.99)] - sorted(baseline)[int(len(baseline) * 0.99)]
+    verdict = "OK" if (g - b) * 1e6 <= 100 else "OVER TARGET"
+    print(
+        f"{label:<10} baseline median {b * 1e6:7.1f} µs | guarded median {g * 1e6:7.1f} µs | "
+        f"guard cost {(g - b) * 1e6:6.1f} µs median, {p99 * 1e6:6.1f} µs p99 | ratio {g / b:4.2f}x | "
+        f"target <= 100 µs: {verdict}"
+    )
+    await db.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=5000)
+    args = parser.parse_args()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"{args.requests} interleaved requests per path, in-process ASGI"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings({"POSTROOM_DATA_DIR": str(Path(tmp))})
+        await measure(open_database(settings), "sqlite", args.requests)
+    admin = os.environ.get("POSTROOM_TEST_POSTGRES_URL")
+    if admin:
+        import asyncpg  # type: ignore[import-untyped]
+
+        name = f"postroom_bench_{secrets.token_hex(4)}"
+        conn = await asyncpg.connect(admin)
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            url = admin.rsplit("/", 1)[0] + "/" + name
+            await measure(open_database(load_settings({"POSTROOM_DATABASE_URL": url})), "postgresql", args.requests)
+        finally:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,110 @@
+"""The database layer on both engines: committed writes, isolated failures, group commit, the lockout rule."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from litestar import get
+from sqlalchemy import Connection, func, select
+
+from postroom.auth.lockout import AuthFailure, FailureReason, LockoutPolicy, active_block, record_failure
+from postroom.models import teams
+from tests.conftest import Backend
+
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def _team_names(conn: Connection) -> list[str]:
+    return list(conn.execute(select(teams.c.name).where(teams.c.name.like("writer-%"))).scalars())
+
+
+def test_concurrent_writes_all_commit_and_a_failing_one_rolls_back_alone(backend: Backend) -> None:
+    def insert(name: str, fail: bool = False):  # type: ignore[no-untyped-def]
+        def work(conn: Connection) -> str:
+            conn.execute(teams.insert().values(name=name, created_at=T0, updated_at=T0))
+            if fail:
+                raise ValueError("refused")
+            return name
+
+        return work
+
+    async def many() -> list[object]:
+        jobs = [backend.db.write(insert(f"writer-{i}", fail=(i == 7))) for i in range(50)]
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    results = backend.loop.run(many())
+    assert isinstance(results[7], ValueError)
+    assert [r for i, r in enumerate(results) if i != 7] == [f"writer-{i}" for i in range(50) if i != 7]
+    assert sorted(backend.read(_team_names)) == sorted(f"writer-{i}" for i in range(50) if i != 7)
+
+    def cleanup(conn: Connection) -> None:
+        conn.execute(teams.delete().where(teams.c.name.like("writer-%")))
+
+    backend.write(cleanup)
+    assert backend.read(lambda conn: conn.execute(select(func.count()).select_from(teams)).scalar_one()) == 1
+
+
+def _fail(backend: Backend, ip: str, at: datetime, reason: FailureReason = FailureReason.UNKNOWN_KEY) -> bool:
+    failure = AuthFailure(reason=reason, ip=ip, method="GET", path="/api/auth/check")
+    return backend.write(lambda conn: record_failure(conn, failure=failure, policy=LockoutPolicy(), now=at))
+
+
+def _blocked(backend: Backend, ip: str, at: datetime) -> datetime | None:
+    return backend.read(lambda conn: active_block(conn, ip=ip, now=at))
+
+
+def test_the_fifth_failure_in_five_minutes_blocks_for_fifteen(backend: Backend) -> None:
+    ip = "192.0.2.10"
+    assert [_fail(backend, ip, T0 + timedelta(seconds=i * 60)) for i in range(5)] == [False] * 4 + [True]
+    fifth = T0 + timedelta(minutes=4)
+    assert _blocked(backend, ip, fifth + timedelta(minutes=14, seconds=59)) == fifth + timedelta(minutes=15)
+    assert _blocked(backend, ip, fifth + timedelta(minutes=15)) is None
+    assert _blocked(backend, "192.0.2.11", fifth) is None
+
+
+def test_failures_spread_over_more_than_the_window_do_not_block(backend: Backend) -> None:
+    ip = "192.0.2.20"
+    for i in range(4):
+        assert not _fail(backend, ip, T0 + timedelta(seconds=i))
+    assert not _fail(backend, ip, T0 + timedelta(minutes=5, seconds=1))
+    assert _blocked(backend, ip, T0 + timedelta(minutes=5, seconds=2)) is None
+
+
+def test_ip_denials_do_not_count_toward_the_lockout(backend: Backend) -> None:
+    ip = "192.0.2.30"
+    for i in range(10):
+        assert not _fail(backend, ip, T0 + timedelta(seconds=i), FailureReason.IP_NOT_ALLOWED)
+    assert _blocked(backend, ip, T0 + timedelta(seconds=11)) is None
+
+
+def test_concurrent_failures_from_one_ip_block_it_exactly_once(backend: Backend) -> None:
+    ip = "192.0.2.40"
+    failure = AuthFailure(reason=FailureReason.UNKNOWN_KEY, ip=ip, method="GET", path="/x")
+
+    async def burst() -> list[bool]:
+        return list(
+            await asyncio.gather(
+                *[
+                    backend.db.write(lambda conn: record_failure(conn, failure=failure, policy=LockoutPolicy(), now=T0))
+                    for _ in range(12)
+                ]
+            )
+        )
+
+    outcomes = backend.loop.run(burst())
+    assert outcomes.count(False) == 4  # the first four of any order are below the threshold
+    assert _blocked(backend, ip, T0) == T0 + timedelta(minutes=15)
+
+
+def test_a_route_without_a_scope_stops_the_app_from_starting(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    from postroom import app as app_module
+
+    @get("/unguarded", sync_to_thread=False)
+    def unguarded() -> dict[str, str]:
+        return {}
+
+    monkeypatch.setattr(app_module, "API_HANDLERS", [*app_module.API_HANDLERS, unguarded])
+    with pytest.raises(RuntimeError, match="GET /api/unguarded has no scope"):
+        app_module.build_app(backend.settings, backend.db)
