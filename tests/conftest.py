@@ -30,8 +30,11 @@ from postroom.apikeys import service as keys_service
 from postroom.config import Settings, load_settings
 from postroom.core.clock import utcnow
 from postroom.db.engine import Database, open_database
+from postroom.domains.service import SendingDomain
 from postroom.models import auth_blocks, auth_failures
 from postroom.teams import service as teams_service
+from tests.support.dns_server import DnsServer
+from tests.support.smtp_sink import SmtpSink
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,6 +184,16 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         step()
 
 
+@pytest.fixture(scope="module")
+def own_backend(backend: Backend, tmp_path_factory: pytest.TempPathFactory, loop_thread: LoopThread):  # type: ignore[no-untyped-def]
+    """A database of the same engine that no live server touches, for tests that own the whole outbox."""
+    isolated = _make_backend(backend.name, tmp_path_factory.mktemp(f"own-{backend.name}"), loop_thread)
+    yield isolated
+    loop_thread.run(isolated.db.close())
+    for step in isolated.cleanup:
+        step()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -240,21 +253,83 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
+SENDER_DOMAIN = "sender.test"
+RECIPIENT_DOMAIN = "example.test"
+
+
 @pytest.fixture(scope="session")
-def server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(backend, tmp_path_factory.mktemp(f"server-{backend.name}") / "server.log").start()
+def dns_server() -> Iterator[DnsServer]:
+    """The nameserver Postroom resolves MX records with: example.test's mail goes to the SMTP sink."""
+    with DnsServer() as dns:
+        dns.add(RECIPIENT_DOMAIN, "MX", "10 mx.example.test")
+        dns.add("mx.example.test", "A", "127.0.0.1")
+        yield dns
+
+
+@pytest.fixture(scope="session")
+def smtp_sink() -> Iterator[SmtpSink]:
+    """The recipients' mail server, on loopback, offering STARTTLS."""
+    with SmtpSink(starttls=True) as sink:
+        yield sink
+
+
+@pytest.fixture
+def sink(smtp_sink: SmtpSink) -> Iterator[SmtpSink]:
+    """The shared sink, emptied and with no scripted failures, for one test."""
+    smtp_sink.clear()
+    yield smtp_sink
+    smtp_sink.clear()
+
+
+def mail_env(dns: DnsServer, sink: SmtpSink) -> dict[str, str]:
+    return {
+        "POSTROOM_DNS_SERVER": dns.address,
+        "POSTROOM_MX_PORT": str(sink.port),
+        "POSTROOM_MAIL_HOSTNAME": "postroom.test",
+        "POSTROOM_RETRY_BASE": "1",
+        "POSTROOM_RETRY_MAX": "2",
+    }
+
+
+@pytest.fixture(scope="session")
+def server(
+    backend: Backend, tmp_path_factory: pytest.TempPathFactory, dns_server: DnsServer, smtp_sink: SmtpSink
+) -> Iterator[Server]:
+    srv = Server(
+        backend, tmp_path_factory.mktemp(f"server-{backend.name}") / "server.log", env=mail_env(dns_server, smtp_sink)
+    ).start()
     yield srv
     srv.stop()
 
 
 @pytest.fixture(scope="session")
-def proxied_server(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server listening on every IPv4 and IPv6 loopback form ("::"), trusting 127.0.0.1 as a proxy."""
+def sending_domain(backend: Backend, dns_server: DnsServer) -> SendingDomain:
+    """sender.test, approved, with its DKIM key published in the loopback DNS."""
+    from postroom.domains import service as domains_service
+
+    existing = backend.read(lambda conn: domains_service.find_domain(conn, team_id=backend.team_id, name=SENDER_DOMAIN))
+    domain = existing or backend.write(
+        lambda conn: domains_service.add_domain(
+            conn, team_id=backend.team_id, name=SENDER_DOMAIN, approve=True, now=utcnow()
+        )
+    )
+    dns_server.add(domain.dkim_record_name, "TXT", domain.dkim_public_key)
+    return domain
+
+
+@pytest.fixture(scope="session")
+def proxied_server(
+    backend: Backend, tmp_path_factory: pytest.TempPathFactory, dns_server: DnsServer, smtp_sink: SmtpSink
+) -> Iterator[Server]:
+    """A server listening on every IPv4 and IPv6 loopback form ("::"), trusting 127.0.0.1 as a proxy.
+
+    It shares the database (and so the outbox) with ``server``, so it gets the same mail settings.
+    """
     srv = Server(
         backend,
         tmp_path_factory.mktemp(f"proxied-{backend.name}") / "server.log",
         host="::",
-        env={"POSTROOM_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8"},
+        env={**mail_env(dns_server, smtp_sink), "POSTROOM_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8"},
     ).start()
     yield srv
     srv.stop()

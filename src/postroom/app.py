@@ -32,6 +32,7 @@ from postroom.auth.scopes import PUBLIC, ROUTE_SCOPES
 from postroom.config import Settings
 from postroom.dashboard import routes as dashboard
 from postroom.db.engine import Database
+from postroom.emails import api as emails_api
 from postroom.errors import MethodNotAllowed, NotFound, PostroomError, ValidationFailed
 from postroom.observability import metrics as prom
 from postroom.system import api as system_api
@@ -40,7 +41,10 @@ from postroom.teams import api as teams_api
 
 log = logging.getLogger("postroom.app")
 
-API_HANDLERS = [system_api.health, system_api.auth_check, teams_api.list_projects]
+MAX_REQUEST_BODY = 12 * 1024 * 1024
+"""Larger bodies get 413 before they are read: 10 MB of attachments plus the rest of a send."""
+
+API_HANDLERS = [system_api.health, system_api.auth_check, teams_api.list_projects, *emails_api.HANDLERS]
 
 
 def _error_response(error: PostroomError) -> Response[Any]:
@@ -65,7 +69,9 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if isinstance(exc, MethodNotAllowedException):
         return _error_response(MethodNotAllowed(headers=dict(exc.headers or {})))
     body: dict[str, Any] = {"message": exc.detail or "The request could not be handled."}
-    body["error_code"] = "bad_request" if exc.status_code < 500 else "internal_error"
+    body["error_code"] = {413: "payload_too_large"}.get(
+        exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error"
+    )
     return Response(content=body, status_code=exc.status_code, headers=dict(exc.headers or {}))
 
 
@@ -129,7 +135,9 @@ def build_app(
     *,
     on_startup: list[Callable[[], Any]] | None = None,
     on_shutdown: list[Callable[[], Any]] | None = None,
+    wake_worker: Callable[[], None] | None = None,
 ) -> Litestar:
+    """The web application; ``wake_worker`` is called after a send commits (the embedded worker's doorbell)."""
     api = Router(
         path="/api",
         route_handlers=API_HANDLERS,
@@ -145,7 +153,15 @@ def build_app(
             Exception: _unexpected_error,
         },
         middleware=[_metrics_middleware],
-        state=State({"settings": settings, "db": db, "authenticator": Authenticator(db, settings)}),
+        state=State(
+            {
+                "settings": settings,
+                "db": db,
+                "authenticator": Authenticator(db, settings),
+                "wake_worker": wake_worker or (lambda: None),
+            }
+        ),
+        request_max_body_size=MAX_REQUEST_BODY,
         openapi_config=OpenAPIConfig(title="Postroom (Lettr API)", version=__version__, path="/schema"),
         on_startup=on_startup or [],
         on_shutdown=on_shutdown or [],

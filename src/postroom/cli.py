@@ -26,7 +26,7 @@ from postroom.apikeys.service import UNCHANGED, ApiKeyRecord
 from postroom.config import ConfigError, Settings, load_settings
 from postroom.core.clock import iso_resource, utcnow
 from postroom.db.engine import Database, open_database
-from postroom.errors import NotFound, ValidationFailed
+from postroom.errors import NotFound, PostroomError, ValidationFailed
 from postroom.teams import service as teams_service
 
 
@@ -186,7 +186,119 @@ async def _keys_list(db: Database, args: argparse.Namespace) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
+# -- domains, suppressions, send-test -----------------------------------------------------------------------
+
+
+def _domain_json(domain: Any) -> dict[str, Any]:
+    return {
+        "domain": domain.domain,
+        "team_id": domain.team_id,
+        "status": domain.status,
+        "can_send": domain.can_send,
+        "dkim": {"name": domain.dkim_record_name, "type": "TXT", "value": domain.dkim_public_key},
+        "created_at": iso_resource(domain.created_at),
+    }
+
+
+async def _domains(db: Database, args: argparse.Namespace) -> None:
+    from postroom.domains import service as domains_service
+
+    now = utcnow()
+    if args.domains_command == "add":
+
+        def add(conn: Connection) -> Any:
+            team_id = teams_service.resolve_team(conn, team_id=args.team)
+            return domains_service.add_domain(conn, team_id=team_id, name=args.domain, approve=args.approve, now=now)
+
+        domain = await db.write(add)
+        if args.json:
+            _print_json(_domain_json(domain))
+            return
+        state = "approved for sending" if domain.can_send else "pending approval"
+        print(f"Added {domain.domain} ({state}). Publish this DKIM record:")
+        print(f"  {domain.dkim_record_name}  TXT  {domain.dkim_public_key}")
+    elif args.domains_command == "approve":
+
+        def approve(conn: Connection) -> Any:
+            team_id = teams_service.resolve_team(conn, team_id=args.team)
+            return domains_service.approve_domain(conn, team_id=team_id, name=args.domain, now=now)
+
+        domain = await db.write(approve)
+        print(f"{domain.domain} is approved for sending.")
+    else:
+        domains = await db.read(lambda conn: domains_service.list_domains(conn, team_id=args.team))
+        if args.json:
+            _print_json([_domain_json(d) for d in domains])
+            return
+        for d in domains:
+            print(f"{d.domain}  team {d.team_id}  {d.status}")
+
+
+async def _suppressions(db: Database, args: argparse.Namespace) -> None:
+    from postroom.emails import service as emails_service
+
+    if args.suppressions_command == "list":
+        rows = await db.read(lambda conn: emails_service.list_suppressions(conn, team_id=args.team))
+        if args.json:
+            _print_json(
+                [
+                    {"email": r.email, "team_id": r.team_id, "reason": r.reason, "source": r.source,
+                     "created_at": iso_resource(r.created_at)}
+                    for r in rows
+                ]
+            )  # fmt: skip
+            return
+        for r in rows:
+            print(f"{r.email}  team {r.team_id}  {r.reason}  {iso_resource(r.created_at)}  {r.source or ''}")
+        return
+
+    def remove(conn: Connection) -> bool:
+        team_id = teams_service.resolve_team(conn, team_id=args.team)
+        return emails_service.unsuppress(conn, team_id=team_id, email=args.email)
+
+    if not await db.write(remove):
+        raise NotFound(f"{args.email} is not suppressed")
+    print(f"{args.email} removed from the suppression list.")
+
+
+async def _send_test(db: Database, args: argparse.Namespace, settings: Settings) -> None:
+    """Queue one plain-text message through the same path as POST /api/emails (the worker delivers it)."""
+    from postroom.emails import service as emails_service
+    from postroom.emails.validation import parse_send_request
+
+    request = parse_send_request(
+        {
+            "from": args.sender,
+            "to": [args.to],
+            "subject": args.subject,
+            "text": "This is a test message from Postroom. If you can read it, sending works.",
+        }
+    )
+
+    def accept(conn: Connection) -> Any:
+        team_id = teams_service.resolve_team(conn, team_id=args.team)
+        return emails_service.accept(
+            conn, team_id=team_id, api_key_id=None, request=request, now=utcnow(), mail_hostname=settings.mail_hostname
+        )
+
+    accepted = await db.write(accept)
+    print(f"Queued test message {accepted.request_id} to {args.to}; the running server or worker delivers it.")
+
+
 # -- serve / migrate ----------------------------------------------------------------------------------------
+
+
+def _background_work(db: Database, settings: Settings) -> tuple[Any, Callable[[], list[Any]]]:
+    """The embedded worker (dispatcher over the outbox) and the maintenance loop, as coroutine factories."""
+    from postroom.delivery.tasks import DeliveryTasks
+    from postroom.jobs.embedded import EmbeddedDispatcher
+    from postroom.system.maintenance import run_maintenance
+
+    holder: dict[str, EmbeddedDispatcher] = {}
+    tasks = DeliveryTasks(db, settings, wake=lambda: holder["dispatcher"].wake())
+    dispatcher = EmbeddedDispatcher(db, tasks.handlers(), concurrency=settings.worker_concurrency)
+    holder["dispatcher"] = dispatcher
+    return dispatcher, lambda: [dispatcher.run_forever(), run_maintenance(db)]
 
 
 def _serve(settings: Settings) -> int:
@@ -194,24 +306,25 @@ def _serve(settings: Settings) -> int:
 
     from postroom.app import build_app
     from postroom.observability.logging import configure_logging
-    from postroom.system.maintenance import run_maintenance
 
     configure_logging(settings.log_level)
     # Migrate on a connection pool of its own: asyncpg connections belong to the event loop that opened them,
     # and the server runs on a new one.
     asyncio.run(_with_database(settings, lambda db: asyncio.sleep(0)))
     db = open_database(settings)
+    dispatcher, work = _background_work(db, settings)
     tasks: list[asyncio.Task[None]] = []
 
     async def start_worker() -> None:
-        tasks.append(asyncio.create_task(run_maintenance(db)))
+        tasks.extend(asyncio.create_task(coroutine) for coroutine in work())
 
     async def stop() -> None:
         for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # in-flight deliveries finish and are recorded
         await db.close()
 
-    app = build_app(settings, db, on_startup=[start_worker], on_shutdown=[stop])
+    app = build_app(settings, db, on_startup=[start_worker], on_shutdown=[stop], wake_worker=dispatcher.wake)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -229,6 +342,34 @@ def _serve(settings: Settings) -> int:
         flush=True,
     )
     uvicorn.Server(config).run(sockets=[_listen_socket(settings.host, settings.port)])
+    return 0
+
+
+def _worker(settings: Settings) -> int:
+    """Deliver until SIGTERM or SIGINT; then stop claiming, let in-flight deliveries finish, and exit."""
+    import signal
+
+    from postroom.observability.logging import configure_logging
+
+    configure_logging(settings.log_level)
+    asyncio.run(_with_database(settings, lambda db: asyncio.sleep(0)))
+
+    async def run() -> None:
+        db = open_database(settings)
+        _, work = _background_work(db, settings)
+        tasks = [asyncio.create_task(coroutine) for coroutine in work()]
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        print(f"Postroom {__version__} worker started", file=sys.stderr, flush=True)
+        await stopping.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await db.close()
+
+    asyncio.run(run())
     return 0
 
 
@@ -272,6 +413,36 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port to listen on (default 8025)")
     commands.add_parser("migrate", parents=[common], help="bring the database schema up to date")
+    commands.add_parser("worker", parents=[common], help="deliver queued mail (as many processes as you like)")
+
+    domains = commands.add_parser("domains", parents=[common], help="manage sending domains")
+    domain_commands = domains.add_subparsers(dest="domains_command", required=True, parser_class=_Parser)
+    add_domain = domain_commands.add_parser("add", parents=[common], help="register a sending domain")
+    add_domain.add_argument("domain")
+    add_domain.add_argument("--approve", action="store_true", help="approve it for sending at once")
+    add_domain.add_argument("--team", type=int, default=None)
+    add_domain.add_argument("--json", action="store_true")
+    approve_domain = domain_commands.add_parser("approve", parents=[common], help="approve a domain for sending")
+    approve_domain.add_argument("domain")
+    approve_domain.add_argument("--team", type=int, default=None)
+    list_domains = domain_commands.add_parser("list", parents=[common], help="list sending domains")
+    list_domains.add_argument("--team", type=int, default=None)
+    list_domains.add_argument("--json", action="store_true")
+
+    suppressions = commands.add_parser("suppressions", parents=[common], help="the suppression list")
+    suppression_commands = suppressions.add_subparsers(dest="suppressions_command", required=True, parser_class=_Parser)
+    list_suppressions = suppression_commands.add_parser("list", parents=[common], help="list suppressed addresses")
+    list_suppressions.add_argument("--team", type=int, default=None)
+    list_suppressions.add_argument("--json", action="store_true")
+    remove_suppression = suppression_commands.add_parser("remove", parents=[common], help="allow an address again")
+    remove_suppression.add_argument("email")
+    remove_suppression.add_argument("--team", type=int, default=None)
+
+    send_test = commands.add_parser("send-test", parents=[common], help="queue one test message")
+    send_test.add_argument("--from", dest="sender", required=True, help="an address at an approved domain")
+    send_test.add_argument("--to", required=True)
+    send_test.add_argument("--subject", default="Postroom test message")
+    send_test.add_argument("--team", type=int, default=None)
 
     keys = commands.add_parser("keys", parents=[common], help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
@@ -335,8 +506,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(settings)
         if args.command == "migrate":
             return _migrate(settings)
-        handler = _KEY_COMMANDS[args.keys_command]
-        asyncio.run(_with_database(settings, lambda db: handler(db, args)))
+        if args.command == "worker":
+            return _worker(settings)
+        if args.command == "domains":
+            asyncio.run(_with_database(settings, lambda db: _domains(db, args)))
+        elif args.command == "suppressions":
+            asyncio.run(_with_database(settings, lambda db: _suppressions(db, args)))
+        elif args.command == "send-test":
+            asyncio.run(_with_database(settings, lambda db: _send_test(db, args, settings)))
+        else:
+            handler = _KEY_COMMANDS[args.keys_command]
+            asyncio.run(_with_database(settings, lambda db: handler(db, args)))
         return 0
     except ConfigError as exc:
         return _fail(2, str(exc))
@@ -346,6 +526,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         details = "; ".join(f"{field.replace('_', '-')}: {' '.join(msgs)}" for field, msgs in exc.errors.items())
         return _fail(2, details)
     except NotFound as exc:
-        return _fail(1, f"{exc.message} ({getattr(args, 'id', '')})")
+        subject = getattr(args, "id", None)
+        return _fail(1, f"{exc.message} ({subject})" if subject else exc.message)
+    except PostroomError as exc:
+        return _fail(1, exc.message)
     except KeyboardInterrupt:
         return 130

@@ -8,6 +8,7 @@ the variable.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,24 @@ class Settings:
     """How stale ``last_used_at`` may get before a request writes it again (the IP is written when it changes)."""
     log_level: str = "info"
     """``POSTROOM_LOG_LEVEL``: debug, info, warning or error."""
+    mail_hostname: str = "localhost"
+    """``POSTROOM_MAIL_HOSTNAME``: this server's name in EHLO and in Message-IDs."""
+    dns_server: str | None = None
+    """``POSTROOM_DNS_SERVER``: ``host[:port]`` of the resolver used for MX lookups (default: the system's)."""
+    mx_port: int = 25
+    """``POSTROOM_MX_PORT``: the port recipients' mail servers are reached on (25; other values for test networks)."""
+    relay_url: str | None = None
+    """``POSTROOM_RELAY_URL``: ``smtp://[user:password@]host:port`` (or ``smtps://``) to hand all mail to a relay."""
+    delivery_lifetime_seconds: int = 3 * 24 * 3600
+    """``POSTROOM_DELIVERY_LIFETIME``: seconds a temporarily failing recipient is retried before it bounces."""
+    retry_base_seconds: int = 300
+    """``POSTROOM_RETRY_BASE``: the first retry delay (seconds); it doubles per attempt up to ``retry_max_seconds``."""
+    retry_max_seconds: int = 4000
+    """``POSTROOM_RETRY_MAX``: the longest delay (seconds) between two delivery attempts."""
+    smtp_timeout_seconds: int = 60
+    """``POSTROOM_SMTP_TIMEOUT``: per-command timeout (seconds) talking to a recipient's server."""
+    worker_concurrency: int = 16
+    """``POSTROOM_WORKER_CONCURRENCY``: work items (one per message and recipient domain) run at once per worker."""
 
     @property
     def sqlite_path(self) -> Path:
@@ -104,10 +123,22 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "auth_lockout_window_seconds": _int(env, "POSTROOM_AUTH_LOCKOUT_WINDOW", 300, minimum=1),
         "auth_lockout_block_seconds": _int(env, "POSTROOM_AUTH_LOCKOUT_BLOCK", 900, minimum=1),
         "log_level": (env.get("POSTROOM_LOG_LEVEL") or "info").lower(),
+        "mail_hostname": env.get("POSTROOM_MAIL_HOSTNAME") or socket.getfqdn() or "localhost",
+        "dns_server": env.get("POSTROOM_DNS_SERVER") or None,
+        "mx_port": _int(env, "POSTROOM_MX_PORT", 25, minimum=1, maximum=65535),
+        "relay_url": env.get("POSTROOM_RELAY_URL") or None,
+        "delivery_lifetime_seconds": _int(env, "POSTROOM_DELIVERY_LIFETIME", 3 * 24 * 3600, minimum=1),
+        "retry_base_seconds": _int(env, "POSTROOM_RETRY_BASE", 300, minimum=1),
+        "retry_max_seconds": _int(env, "POSTROOM_RETRY_MAX", 4000, minimum=1),
+        "smtp_timeout_seconds": _int(env, "POSTROOM_SMTP_TIMEOUT", 60, minimum=1),
+        "worker_concurrency": _int(env, "POSTROOM_WORKER_CONCURRENCY", 16, minimum=1, maximum=1000),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values["log_level"] not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"POSTROOM_LOG_LEVEL must be debug, info, warning or error, got {values['log_level']!r}")
+    relay = values["relay_url"]
+    if isinstance(relay, str) and not relay.startswith(("smtp://", "smtps://")):
+        raise ConfigError("POSTROOM_RELAY_URL must look like smtp://[user:password@]host:port or smtps://…")
     settings = Settings(**values)  # type: ignore[arg-type]
     settings.effective_database_url  # noqa: B018 - validates the URL now, not at first use
     return settings

@@ -8,8 +8,14 @@
     ├── IpNotAllowed                   403     {"message": "Access denied. Your IP address is not allowed."}
     ├── InsufficientScope              403     {"message": ..., "error_code": "insufficient_scope"}
     ├── TooManyAuthFailures            429     {"message": ..., "error_code": "rate_limit_exceeded"} + Retry-After
+    ├── UnconfiguredDomain             400     {"message": ..., "error_code": "unconfigured_domain"}
+    ├── IdempotencyConflict            409     {"message": ..., "error_code": "idempotency_key_conflict"}
+    ├── IdempotencyInProgress          409     {"message": ..., "error_code": "idempotency_in_progress"} + Retry-After
+    ├── ScheduleCancellationFailed     409     {"message": ..., "error_code": "schedule_cancellation_failed"}
     ├── ValidationFailed               422     {"message": "Validation failed.", "error_code": ..., "errors": {...}}
     ├── NotFound                       404     {"message": ..., "error_code": "not_found"}
+    │   ├── EmailNotFound, ScheduledEmailNotFound, DomainNotFound
+    │   └── TemplateNotFound                   {"message": ..., "error_code": "template_not_found"}
     └── ServiceUnavailable             503     {"message": ..., "error_code": "service_unavailable"}
 
 401 bodies and the IP 403 carry no ``error_code``, exactly as Lettr answers them.
@@ -104,3 +110,56 @@ class ServiceUnavailable(PostroomError):
     status = 503
     default_message = "The service is temporarily unavailable. Please try again later."
     error_code = "service_unavailable"
+
+
+class EmailNotFound(NotFound):
+    default_message = "Email not found."
+
+
+class ScheduledEmailNotFound(NotFound):
+    default_message = "Scheduled transmission not found."
+
+
+class DomainNotFound(NotFound):
+    default_message = "Domain not found."
+
+
+class TemplateNotFound(NotFound):
+    """Also used, as Lettr does on the send route, for an unknown project."""
+
+    error_code = "template_not_found"
+
+
+class UnconfiguredDomain(PostroomError):
+    status = 400
+    default_message = "The sender domain is not configured or approved for sending."
+    error_code = "unconfigured_domain"
+
+
+class ResourceAlreadyExists(PostroomError):
+    status = 409
+    default_message = "This resource already exists."
+    error_code = "resource_already_exists"
+
+
+class IdempotencyConflict(PostroomError):
+    status = 409
+    default_message = "This Idempotency-Key was already used with a different request payload."
+    error_code = "idempotency_key_conflict"
+
+
+class IdempotencyInProgress(PostroomError):
+    status = 409
+    default_message = "A request with this Idempotency-Key is still processing."
+    error_code = "idempotency_in_progress"
+
+    def __init__(self, retry_after_seconds: int = 1) -> None:
+        super().__init__(headers={"Retry-After": str(max(1, retry_after_seconds))})
+
+
+class ScheduleCancellationFailed(PostroomError):
+    status = 409
+    error_code = "schedule_cancellation_failed"
+
+    def __init__(self, scheduled_id: str) -> None:
+        super().__init__(f"Failed to cancel scheduled transmission {scheduled_id}.")

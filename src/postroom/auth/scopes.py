@@ -28,6 +28,11 @@ class Scope(StrEnum):
     WHATSAPP_SEND = "whatsapp:send"
     # Lettr documents no scope for GET /auth/check; Sending Only keys are refused it (lettr-api.md §12 Q3).
     KEYS_READ = "keys:read"
+    # Cancelling a scheduled send: not a send, so Sending Only keys lack it (lettr-api.md §12 Q4).
+    EMAILS_CANCEL = "emails:cancel"
+    # Postroom's own suppression-list endpoints.
+    SUPPRESSIONS_READ = "suppressions:read"
+    SUPPRESSIONS_WRITE = "suppressions:write"
 
 
 class Permission(StrEnum):
@@ -62,6 +67,16 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], RouteScope]] = {
     ("GET", "/api/health"): PUBLIC,
     ("GET", "/api/auth/check"): Scope.KEYS_READ,
     ("GET", "/api/projects"): Scope.PROJECTS_READ,
+    ("POST", "/api/emails"): Scope.EMAILS_SEND,
+    ("GET", "/api/emails"): Scope.EMAILS_READ,
+    ("GET", "/api/emails/events"): Scope.EMAILS_READ,
+    ("GET", "/api/emails/{request_id}"): Scope.EMAILS_READ,
+    ("POST", "/api/emails/scheduled"): Scope.EMAILS_SEND,
+    ("GET", "/api/emails/scheduled"): Scope.EMAILS_READ,
+    ("GET", "/api/emails/scheduled/{request_id}"): Scope.EMAILS_READ,
+    ("DELETE", "/api/emails/scheduled/{request_id}"): Scope.EMAILS_CANCEL,
+    ("GET", "/api/suppressions"): Scope.SUPPRESSIONS_READ,
+    ("DELETE", "/api/suppressions/{email}"): Scope.SUPPRESSIONS_WRITE,
 }
 """(method, path template) → the scope the route needs, or PUBLIC. The only place scopes are assigned."""
 

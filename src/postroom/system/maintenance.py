@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 from postroom.auth import queries as auth_queries
 from postroom.core.clock import utcnow
 from postroom.db.engine import Database
+from postroom.emails import service as emails_service
 
 FAILURE_RETENTION = timedelta(days=90)
 log = logging.getLogger("postroom.maintenance")
@@ -20,6 +21,7 @@ def prune(conn: Connection) -> None:
     now = utcnow()
     auth_queries.delete_expired_blocks(conn, now)
     auth_queries.delete_failures_before(conn, now - FAILURE_RETENTION)
+    emails_service.forget_expired_idempotency_keys(conn, now=now)
 
 
 async def run_maintenance(db: Database, *, interval_seconds: float = 300) -> None:

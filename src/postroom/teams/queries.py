@@ -43,3 +43,17 @@ def projects_page(conn: Connection, team_id: int, *, offset: int, limit: int) ->
     return conn.execute(
         select(projects).where(projects.c.team_id == team_id).order_by(projects.c.id).offset(offset).limit(limit)
     ).fetchall()
+
+
+def default_project_id(conn: Connection, team_id: int) -> int | None:
+    return conn.execute(
+        select(projects.c.id)
+        .where(projects.c.team_id == team_id, projects.c.is_default.is_(True))
+        .order_by(projects.c.id)
+        .limit(1)
+    ).scalar()
+
+
+def project_in_team(conn: Connection, team_id: int, project_id: int) -> bool:
+    found = conn.execute(select(projects.c.id).where(projects.c.team_id == team_id, projects.c.id == project_id))
+    return found.first() is not None

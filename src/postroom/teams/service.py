@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from postroom.core.pagination import PageRequest
-from postroom.errors import ValidationFailed
+from postroom.errors import TemplateNotFound, ValidationFailed
 from postroom.teams import queries
 
 DEFAULT_TEAM_NAME = "Default team"
@@ -63,3 +63,15 @@ def list_projects(conn: Connection, *, team_id: int, page: PageRequest) -> tuple
         )
         for row in rows
     ], total
+
+
+def project_for_send(conn: Connection, *, team_id: int, project_id: int | None) -> int:
+    """The project a send belongs to: the one named (if the team has it) or the team's default project."""
+    if project_id is not None:
+        if not queries.project_in_team(conn, team_id, project_id):
+            raise TemplateNotFound(f"Project with ID '{project_id}' was not found or you don't have access to it.")
+        return project_id
+    default = queries.default_project_id(conn, team_id)
+    if default is None:
+        raise TemplateNotFound("No default project is configured for this team.")
+    return default

@@ -1,0 +1,204 @@
+"""Job handlers: deliver a message to one recipient domain; release a scheduled send.
+
+Handlers carry ids, re-load what they need and are safe to run twice: a recipient's status only moves forward
+(queued → deferred → delivered | bounced), so a second run after a crash re-sends only to recipients whose outcome
+was never recorded, with the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import dns.asyncresolver
+from sqlalchemy import Connection
+
+from postroom.config import Settings
+from postroom.core.clock import utcnow
+from postroom.db.engine import Database
+from postroom.delivery import dkim, retry
+from postroom.delivery.classify import Outcome, OutcomeKind
+from postroom.delivery.mx import make_resolver
+from postroom.delivery.render import render
+from postroom.delivery.smtp_session import SessionResult, deliver
+from postroom.domains import service as domains_service
+from postroom.emails import queries as email_queries
+from postroom.emails import service as emails_service
+from postroom.emails.service import EventType
+from postroom.emails.validation import SendRequest
+from postroom.errors import PostroomError
+from postroom.jobs.base import Handler, WorkItem, WorkKind, WorkResult
+
+log = logging.getLogger("postroom.delivery")
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    message: Any
+    recipients: list[Any]
+    dkim_key: dkim.DkimKey | None
+
+
+class DeliveryTasks:
+    def __init__(self, db: Database, settings: Settings, *, wake: Callable[[], None] | None = None) -> None:
+        self._db = db
+        self._settings = settings
+        self._resolver: dns.asyncresolver.Resolver = make_resolver(settings.dns_server)
+        self._wake = wake or (lambda: None)
+
+    def handlers(self) -> dict[WorkKind, Handler]:
+        return {WorkKind.DELIVER: self.deliver, WorkKind.RELEASE_SCHEDULED: self.release_scheduled}
+
+    async def deliver(self, item: WorkItem) -> WorkResult:
+        message_id, domain = item.ref.split("|", 1)
+
+        def load(conn: Connection) -> _Pending | None:
+            message = email_queries.message_by_id(conn, message_id)
+            if message is None:
+                return None
+            pending = list(email_queries.pending_recipients(conn, message_id, domain))
+            sending = domains_service.find_domain(conn, team_id=message.team_id, name=message.sending_domain)
+            return _Pending(message, pending, sending.dkim_key if sending else None)
+
+        pending = await self._db.read(load)
+        if pending is None or not pending.recipients:
+            return WorkResult.done()
+        message = pending.message
+        request = SendRequest.from_json(message.content)
+        raw = render(request, message_id_header=message.message_id_header, created_at=message.created_at)
+        signed = dkim.sign(raw, pending.dkim_key) + raw if pending.dkim_key else raw
+        result = await deliver(
+            message=signed,
+            envelope_from=message.from_email,
+            recipients=[r.email for r in pending.recipients],
+            domain=domain,
+            settings=self._settings,
+            resolver=self._resolver,
+        )
+        now = utcnow()
+        retry_at = await self._db.write(lambda conn: self._record(conn, message, pending.recipients, result, item, now))
+        if retry_at is None:
+            return WorkResult.done()
+        failures = "; ".join(f"{r}: {o.reason}" for r, o in result.failed.items())
+        return WorkResult.retry(retry_at, failures[:1000])
+
+    def _record(
+        self,
+        conn: Connection,
+        message: Any,
+        recipients: list[Any],
+        result: SessionResult,
+        item: WorkItem,
+        now: datetime,
+    ) -> datetime | None:
+        """Write each recipient's outcome and event; the time to retry the deferred ones, if any."""
+        settings = self._settings
+        queue_time = int((now - message.created_at).total_seconds() * 1000)
+        expired = retry.expired(
+            created_at=message.created_at, now=now, lifetime_seconds=settings.delivery_lifetime_seconds
+        )
+        retry_needed = False
+        for recipient in recipients:
+            common = {"rcpt_type": recipient.rcpt_type, "num_retries": recipient.attempts}
+
+            def event(kind: str, bounce_class: int | None, details: dict[str, Any], r: Any = recipient) -> None:
+                emails_service.record_event(
+                    conn,
+                    team_id=message.team_id,
+                    message_id=message.id,
+                    recipient_id=r.id,
+                    rcpt_to=r.email,
+                    event_type=kind,
+                    now=now,
+                    bounce_class=bounce_class,
+                    details=details,
+                )
+
+            if recipient.email in result.delivered:
+                if email_queries.move_recipient(conn, recipient.id, "delivered", now=now, error=None):
+                    event(
+                        EventType.DELIVERY,
+                        None,
+                        {**common, "queue_time": queue_time, "outbound_tls": "1" if result.tls else "0"},
+                    )
+                continue
+            outcome: Outcome = result.failed.get(recipient.email) or Outcome(
+                kind=OutcomeKind.TEMPORARY, bounce_class=1, suppress=False, enhanced_status=None, reason="no reply"
+            )
+            details = {
+                **common,
+                "reason": outcome.reason,
+                "raw_reason": outcome.reason,
+                "error_code": outcome.enhanced_status or "",
+            }
+            if outcome.kind is OutcomeKind.TEMPORARY and not expired:
+                if email_queries.move_recipient(conn, recipient.id, "deferred", now=now, error=outcome.reason):
+                    event(EventType.DELAY, outcome.bounce_class, {**details, "queue_time": queue_time})
+                retry_needed = True
+                continue
+            if outcome.kind is OutcomeKind.TEMPORARY:
+                details["reason"] = details["raw_reason"] = f"Delivery time expired: {outcome.reason}"
+            if email_queries.move_recipient(conn, recipient.id, "bounced", now=now, error=outcome.reason):
+                event(EventType.BOUNCE, outcome.bounce_class, details)
+                if outcome.suppress:
+                    emails_service.suppress(
+                        conn,
+                        team_id=message.team_id,
+                        email=recipient.email,
+                        reason="hard_bounce",
+                        source=f"{message.request_id}: {outcome.reason}"[:500],
+                        now=now,
+                    )
+        if not retry_needed:
+            return None
+        return retry.next_attempt(
+            attempts=item.attempts,
+            now=now,
+            base_seconds=settings.retry_base_seconds,
+            max_seconds=settings.retry_max_seconds,
+        )
+
+    async def release_scheduled(self, item: WorkItem) -> WorkResult:
+        """Turn a scheduled send into a transmission at its time; a send that can no longer go out is ``failed``."""
+        scheduled_id = item.ref
+        settings = self._settings
+
+        def release(conn: Connection) -> bool:
+            row = emails_service.scheduled_for_release(conn, scheduled_id)
+            if row is None or row.state != "scheduled":
+                return False
+            now = utcnow()
+            try:
+                accepted = emails_service.accept(
+                    conn,
+                    team_id=row.team_id,
+                    api_key_id=row.api_key_id,
+                    request=SendRequest.from_json(row.content),
+                    now=now,
+                    mail_hostname=settings.mail_hostname,
+                    scheduled_id=row.id,
+                )
+            except PostroomError as error:
+                emails_service.mark_scheduled(
+                    conn, row.id, {"state": "failed", "failure_reason": error.message, "updated_at": now}
+                )
+                return False
+            emails_service.mark_scheduled(
+                conn,
+                row.id,
+                {
+                    "state": "sent",
+                    "transmission_id": accepted.request_id,
+                    "accepted": accepted.accepted,
+                    "rejected": accepted.rejected,
+                    "updated_at": now,
+                },
+            )
+            return True
+
+        if await self._db.write(release):
+            self._wake()
+        return WorkResult.done()

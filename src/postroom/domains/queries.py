@@ -1,0 +1,34 @@
+"""Every SQL statement about sending domains. Tenant-scoped functions take the team first."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row, select, update
+
+from postroom.models import domains
+
+
+def domain_in_team(conn: Connection, team_id: int, name: str) -> Row[Any] | None:
+    return conn.execute(select(domains).where(domains.c.team_id == team_id, domains.c.domain == name)).first()
+
+
+def domain_anywhere(conn: Connection, name: str) -> Row[Any] | None:
+    """Whether any team registered ``name`` (a domain belongs to one team only)."""
+    return conn.execute(select(domains).where(domains.c.domain == name)).first()
+
+
+def domains_in_team(conn: Connection, team_id: int | None) -> Sequence[Row[Any]]:
+    query = select(domains).order_by(domains.c.domain)
+    if team_id is not None:
+        query = query.where(domains.c.team_id == team_id)
+    return conn.execute(query).fetchall()
+
+
+def insert_domain(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(domains.insert().values(**values))
+
+
+def update_domain(conn: Connection, domain_id: str, values: dict[str, Any]) -> None:
+    conn.execute(update(domains).where(domains.c.id == domain_id).values(**values))

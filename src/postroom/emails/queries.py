@@ -1,0 +1,262 @@
+"""Every SQL statement about messages, recipients, events, idempotency records, suppressions and scheduled sends.
+Tenant-scoped functions take the team first."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, delete, func, select, update
+
+from postroom.models import (
+    email_events,
+    idempotency_keys,
+    messages,
+    recipients,
+    scheduled_emails,
+    suppressions,
+)
+
+# -- messages and recipients ----------------------------------------------------------------------------------
+
+
+def insert_message(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(messages.insert().values(**values))
+
+
+def insert_recipient(conn: Connection, values: dict[str, Any]) -> int:
+    return int(conn.execute(recipients.insert().values(**values).returning(recipients.c.id)).scalar_one())
+
+
+def message_by_id(conn: Connection, message_id: str) -> Row[Any] | None:
+    """For job handlers, which carry ids the system itself wrote."""
+    return conn.execute(select(messages).where(messages.c.id == message_id)).first()
+
+
+def message_by_request_id(conn: Connection, team_id: int, request_id: str) -> Row[Any] | None:
+    return conn.execute(
+        select(messages).where(messages.c.team_id == team_id, messages.c.request_id == request_id)
+    ).first()
+
+
+def pending_recipients(conn: Connection, message_id: str, domain: str) -> Sequence[Row[Any]]:
+    return conn.execute(
+        select(recipients)
+        .where(
+            recipients.c.message_id == message_id,
+            recipients.c.domain == domain,
+            recipients.c.status.in_(("queued", "deferred")),
+        )
+        .order_by(recipients.c.id)
+    ).fetchall()
+
+
+def recipients_of(conn: Connection, message_id: str) -> Sequence[Row[Any]]:
+    return conn.execute(
+        select(recipients).where(recipients.c.message_id == message_id).order_by(recipients.c.id)
+    ).fetchall()
+
+
+def move_recipient(conn: Connection, recipient_id: int, status: str, *, now: datetime, error: str | None) -> bool:
+    """Change a recipient's status, but only forward: delivered and bounced are final."""
+    result = conn.execute(
+        update(recipients)
+        .where(recipients.c.id == recipient_id, recipients.c.status.in_(("queued", "deferred")))
+        .values(status=status, attempts=recipients.c.attempts + 1, last_error=error, updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+# -- events ---------------------------------------------------------------------------------------------------
+
+
+def insert_event(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(email_events.insert().values(**values))
+
+
+def events_page(
+    conn: Connection,
+    team_id: int,
+    *,
+    types: Sequence[str] | None,
+    recipients_in: Sequence[str] | None,
+    request_id: str | None,
+    bounce_classes: Sequence[int] | None,
+    since: datetime,
+    until: datetime,
+    before_id: int | None,
+    limit: int,
+) -> tuple[Sequence[Row[Any]], int]:
+    """Newest first, with the message each event belongs to; and how many events match in all."""
+    conditions = [
+        email_events.c.team_id == team_id,
+        email_events.c.occurred_at >= since,
+        email_events.c.occurred_at <= until,
+    ]
+    if types:
+        conditions.append(email_events.c.type.in_(types))
+    if recipients_in:
+        conditions.append(func.lower(email_events.c.rcpt_to).in_([r.lower() for r in recipients_in]))
+    if request_id is not None:
+        conditions.append(messages.c.request_id == request_id)
+    if bounce_classes:
+        conditions.append(email_events.c.bounce_class.in_(bounce_classes))
+    joined = email_events.join(messages, messages.c.id == email_events.c.message_id)
+    total = int(conn.execute(select(func.count()).select_from(joined).where(*conditions)).scalar_one())
+    page_conditions = list(conditions)
+    if before_id is not None:
+        page_conditions.append(email_events.c.id < before_id)
+    rows = conn.execute(
+        select(email_events, messages.c.request_id, messages.c.content, *_message_columns())
+        .select_from(joined)
+        .where(*page_conditions)
+        .order_by(email_events.c.id.desc())
+        .limit(limit)
+    ).fetchall()
+    return rows, total
+
+
+def events_of_message(
+    conn: Connection, team_id: int, message_id: str, since: datetime, until: datetime
+) -> Sequence[Row[Any]]:
+    return conn.execute(
+        select(email_events, messages.c.request_id, messages.c.content, *_message_columns())
+        .select_from(email_events.join(messages, messages.c.id == email_events.c.message_id))
+        .where(
+            email_events.c.team_id == team_id,
+            email_events.c.message_id == message_id,
+            email_events.c.occurred_at >= since,
+            email_events.c.occurred_at <= until,
+        )
+        .order_by(email_events.c.id.desc())
+    ).fetchall()
+
+
+def _message_columns() -> list[Any]:
+    return [
+        messages.c.from_email.label("m_from_email"),
+        messages.c.from_name.label("m_from_name"),
+        messages.c.sending_domain.label("m_sending_domain"),
+        messages.c.subject.label("m_subject"),
+        messages.c.message_id_header.label("m_message_id_header"),
+        messages.c.tag.label("m_tag"),
+        messages.c.metadata.label("m_metadata"),
+        messages.c.transactional.label("m_transactional"),
+        messages.c.msg_size.label("m_msg_size"),
+        messages.c.created_at.label("m_created_at"),
+    ]
+
+
+# -- idempotency ----------------------------------------------------------------------------------------------
+
+
+def idempotency_record(conn: Connection, team_id: int, api_key_id: str, key: str) -> Row[Any] | None:
+    return conn.execute(
+        select(idempotency_keys).where(
+            idempotency_keys.c.team_id == team_id,
+            idempotency_keys.c.api_key_id == api_key_id,
+            idempotency_keys.c.key == key,
+        )
+    ).first()
+
+
+def insert_idempotency_record(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(idempotency_keys.insert().values(**values))
+
+
+def update_idempotency_record(conn: Connection, record_id: int, values: dict[str, Any]) -> None:
+    conn.execute(update(idempotency_keys).where(idempotency_keys.c.id == record_id).values(**values))
+
+
+def delete_idempotency_record(conn: Connection, record_id: int) -> None:
+    conn.execute(delete(idempotency_keys).where(idempotency_keys.c.id == record_id))
+
+
+def delete_expired_idempotency_records(conn: Connection, now: datetime) -> None:
+    conn.execute(delete(idempotency_keys).where(idempotency_keys.c.expires_at < now))
+
+
+# -- suppressions ---------------------------------------------------------------------------------------------
+
+
+def suppressed_among(conn: Connection, team_id: int, addresses: Sequence[str]) -> set[str]:
+    """Which of ``addresses`` (compared lower-case) the team's suppression list holds."""
+    if not addresses:
+        return set()
+    rows = conn.execute(
+        select(suppressions.c.email).where(
+            suppressions.c.team_id == team_id, suppressions.c.email.in_([a.lower() for a in addresses])
+        )
+    )
+    return set(rows.scalars())
+
+
+def add_suppression(conn: Connection, team_id: int, email: str, reason: str, source: str, now: datetime) -> None:
+    exists = conn.execute(
+        select(suppressions.c.id).where(suppressions.c.team_id == team_id, suppressions.c.email == email.lower())
+    ).first()
+    if exists is None:
+        conn.execute(
+            suppressions.insert().values(
+                team_id=team_id, email=email.lower(), reason=reason, source=source, created_at=now
+            )
+        )
+
+
+def suppressions_of(conn: Connection, team_id: int | None) -> Sequence[Row[Any]]:
+    query = select(suppressions).order_by(suppressions.c.created_at.desc(), suppressions.c.id.desc())
+    if team_id is not None:
+        query = query.where(suppressions.c.team_id == team_id)
+    return conn.execute(query).fetchall()
+
+
+def remove_suppression(conn: Connection, team_id: int, email: str) -> bool:
+    result = conn.execute(
+        delete(suppressions).where(suppressions.c.team_id == team_id, suppressions.c.email == email.lower())
+    )
+    return result.rowcount > 0
+
+
+# -- scheduled sends ------------------------------------------------------------------------------------------
+
+
+def insert_scheduled(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(scheduled_emails.insert().values(**values))
+
+
+def scheduled_in_team(conn: Connection, team_id: int, scheduled_id: str) -> Row[Any] | None:
+    return conn.execute(
+        select(scheduled_emails).where(scheduled_emails.c.team_id == team_id, scheduled_emails.c.id == scheduled_id)
+    ).first()
+
+
+def scheduled_by_id(conn: Connection, scheduled_id: str) -> Row[Any] | None:
+    """For the release handler, which carries an id the system itself wrote."""
+    return conn.execute(select(scheduled_emails).where(scheduled_emails.c.id == scheduled_id)).first()
+
+
+def scheduled_page(
+    conn: Connection, team_id: int, *, state: str | None, offset: int, limit: int
+) -> tuple[Sequence[Row[Any]], int]:
+    conditions = [scheduled_emails.c.team_id == team_id]
+    if state is not None:
+        conditions.append(scheduled_emails.c.state == state)
+    total = int(conn.execute(select(func.count()).select_from(scheduled_emails).where(*conditions)).scalar_one())
+    rows = conn.execute(
+        select(scheduled_emails)
+        .where(*conditions)
+        .order_by(scheduled_emails.c.scheduled_at, scheduled_emails.c.id)
+        .offset(offset)
+        .limit(limit)
+    ).fetchall()
+    return rows, total
+
+
+def update_scheduled(
+    conn: Connection, scheduled_id: str, values: dict[str, Any], *, only_in_state: str | None = None
+) -> bool:
+    query = update(scheduled_emails).where(scheduled_emails.c.id == scheduled_id)
+    if only_in_state is not None:
+        query = query.where(scheduled_emails.c.state == only_in_state)
+    return conn.execute(query.values(**values)).rowcount == 1

@@ -1,0 +1,338 @@
+"""Accepting sends and scheduled sends, recording events, and reading them back.
+
+``accept`` is one unit of work: the message, its recipients, their first events and the delivery work items are
+written in the caller's transaction, so a 200 means all of it is committed and nothing accepted can be lost.
+Suppressed recipients are accepted into the record but not delivered: they count in ``rejected`` and get a
+``policy_rejection`` event.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import Connection, Row
+
+from postroom.core.ids import new_id
+from postroom.domains import service as domains_service
+from postroom.emails import queries
+from postroom.emails.validation import SendRequest
+from postroom.errors import (
+    EmailNotFound,
+    ScheduleCancellationFailed,
+    ScheduledEmailNotFound,
+    TemplateNotFound,
+    UnconfiguredDomain,
+)
+from postroom.jobs.base import WorkKind, enqueue
+from postroom.teams import service as teams_service
+
+
+class EventType:
+    INJECTION = "injection"
+    DELIVERY = "delivery"
+    DELAY = "delay"
+    BOUNCE = "bounce"
+    POLICY_REJECTION = "policy_rejection"
+
+
+EVENT_TYPES = (
+    "injection", "delivery", "bounce", "delay", "out_of_band", "spam_complaint", "policy_rejection", "click",
+    "open", "initial_open", "amp_click", "amp_open", "amp_initial_open", "generation_failure",
+    "generation_rejection", "list_unsubscribe", "link_unsubscribe",
+)  # fmt: skip
+
+SCHEDULED_STATES = ("scheduled", "sending", "sent", "cancelled", "failed")
+
+
+def numeric_id() -> str:
+    """A 19-digit id, the shape of Lettr's request and event ids."""
+    return str(10**18 + secrets.randbelow(9 * 10**18))
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    request_id: str
+    message_id: str
+    accepted: int
+    rejected: int
+
+
+def _sending_domain(conn: Connection, team_id: int, request: SendRequest) -> None:
+    domain = domains_service.find_domain(conn, team_id=team_id, name=request.sending_domain)
+    if domain is None or not domain.can_send:
+        raise UnconfiguredDomain()
+
+
+def _check_send(conn: Connection, team_id: int, request: SendRequest) -> int:
+    """The project id, after the checks every send and schedule shares (project, template, sending domain)."""
+    project_id = teams_service.project_for_send(conn, team_id=team_id, project_id=request.project_id)
+    if request.template_slug is not None:
+        raise TemplateNotFound(f"Template with slug '{request.template_slug}' was not found.")
+    _sending_domain(conn, team_id, request)
+    return project_id
+
+
+def record_event(
+    conn: Connection,
+    *,
+    team_id: int,
+    message_id: str,
+    recipient_id: int,
+    rcpt_to: str,
+    event_type: str,
+    now: datetime,
+    bounce_class: int | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    queries.insert_event(
+        conn,
+        {
+            "event_id": numeric_id(),
+            "team_id": team_id,
+            "message_id": message_id,
+            "recipient_id": recipient_id,
+            "type": event_type,
+            "occurred_at": now,
+            "rcpt_to": rcpt_to,
+            "bounce_class": bounce_class,
+            "details": msgspec.json.encode(details).decode() if details else None,
+        },
+    )
+
+
+def _approximate_size(request: SendRequest) -> int:
+    size = sum(len(part or "") for part in (request.subject, request.html, request.text, request.amp_html))
+    return size + sum(len(a.data) * 3 // 4 for a in request.attachments)
+
+
+def accept(
+    conn: Connection,
+    *,
+    team_id: int,
+    api_key_id: str | None,
+    request: SendRequest,
+    now: datetime,
+    mail_hostname: str,
+    scheduled_id: str | None = None,
+) -> Accepted:
+    """Record a send and queue its delivery; raises the Lettr 4xx errors for unusable projects and domains."""
+    project_id = _check_send(conn, team_id, request)
+    listed = request.recipients()
+    suppressed = queries.suppressed_among(conn, team_id, [address for address, _ in listed])
+    message_id = new_id("msg")
+    request_id = numeric_id()
+    queries.insert_message(
+        conn,
+        {
+            "id": message_id,
+            "request_id": request_id,
+            "team_id": team_id,
+            "project_id": project_id,
+            "api_key_id": api_key_id,
+            "scheduled_id": scheduled_id,
+            "from_email": request.from_email,
+            "from_name": request.from_name,
+            "sending_domain": request.sending_domain,
+            "subject": request.subject or "",
+            "message_id_header": f"<{request_id}.{secrets.token_hex(6)}@{mail_hostname}>",
+            "tag": request.tag,
+            "content": request.to_json(),
+            "metadata": msgspec.json.encode(request.metadata).decode() if request.metadata else None,
+            "transactional": request.transactional,
+            "msg_size": _approximate_size(request),
+            "created_at": now,
+        },
+    )
+    domains_to_deliver: set[str] = set()
+    for address, rcpt_type in listed:
+        domain = address.rsplit("@", 1)[1].lower()
+        is_suppressed = address.lower() in suppressed
+        recipient_id = queries.insert_recipient(
+            conn,
+            {
+                "message_id": message_id,
+                "team_id": team_id,
+                "email": address,
+                "rcpt_type": rcpt_type,
+                "domain": domain,
+                "status": "suppressed" if is_suppressed else "queued",
+                "attempts": 0,
+                "updated_at": now,
+            },
+        )
+        if is_suppressed:
+            record_event(
+                conn,
+                team_id=team_id,
+                message_id=message_id,
+                recipient_id=recipient_id,
+                rcpt_to=address,
+                event_type=EventType.POLICY_REJECTION,
+                now=now,
+                bounce_class=25,
+                details={
+                    "rcpt_type": rcpt_type,
+                    "reason": "Recipient address is on the suppression list.",
+                    "raw_reason": "Recipient address is on the suppression list.",
+                    "error_code": "554",
+                },
+            )
+            continue
+        record_event(
+            conn,
+            team_id=team_id,
+            message_id=message_id,
+            recipient_id=recipient_id,
+            rcpt_to=address,
+            event_type=EventType.INJECTION,
+            now=now,
+            details={"rcpt_type": rcpt_type},
+        )
+        domains_to_deliver.add(domain)
+    for domain in sorted(domains_to_deliver):
+        enqueue(conn, kind=WorkKind.DELIVER, ref=f"{message_id}|{domain}", run_at=now, now=now)
+    rejected = sum(1 for address, _ in listed if address.lower() in suppressed)
+    return Accepted(request_id=request_id, message_id=message_id, accepted=len(listed) - rejected, rejected=rejected)
+
+
+# -- scheduled sends -----------------------------------------------------------------------------------------
+
+
+def schedule(
+    conn: Connection,
+    *,
+    team_id: int,
+    api_key_id: str | None,
+    request: SendRequest,
+    scheduled_at: datetime,
+    now: datetime,
+) -> Row[Any]:
+    """Store a send for later; its project and domain are checked now and again at release time."""
+    _check_send(conn, team_id, request)
+    listed = request.recipients()
+    suppressed = queries.suppressed_among(conn, team_id, [address for address, _ in listed])
+    scheduled_id = new_id("sch")
+    queries.insert_scheduled(
+        conn,
+        {
+            "id": scheduled_id,
+            "team_id": team_id,
+            "api_key_id": api_key_id,
+            "state": "scheduled",
+            "scheduled_at": scheduled_at,
+            "content": request.to_json(),
+            "from_email": request.from_email,
+            "from_name": request.from_name,
+            "subject": request.subject,
+            "recipients": msgspec.json.encode([address for address, _ in listed]).decode(),
+            "tag": request.tag,
+            "accepted": len(listed) - len(suppressed),
+            "rejected": len(suppressed),
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    enqueue(conn, kind=WorkKind.RELEASE_SCHEDULED, ref=scheduled_id, run_at=scheduled_at, now=now)
+    return get_scheduled(conn, team_id=team_id, scheduled_id=scheduled_id)
+
+
+def get_scheduled(conn: Connection, *, team_id: int, scheduled_id: str) -> Row[Any]:
+    row = queries.scheduled_in_team(conn, team_id, scheduled_id)
+    if row is None:
+        raise ScheduledEmailNotFound()
+    return row
+
+
+def list_scheduled(
+    conn: Connection, *, team_id: int, state: str | None, offset: int, limit: int
+) -> tuple[Sequence[Row[Any]], int]:
+    return queries.scheduled_page(conn, team_id, state=state, offset=offset, limit=limit)
+
+
+def cancel_scheduled(conn: Connection, *, team_id: int, scheduled_id: str, now: datetime) -> Row[Any]:
+    """Cancel a send that is still waiting; 409 once it is released, cancelled or failed."""
+    get_scheduled(conn, team_id=team_id, scheduled_id=scheduled_id)
+    if not queries.update_scheduled(
+        conn, scheduled_id, {"state": "cancelled", "accepted": 0, "updated_at": now}, only_in_state="scheduled"
+    ):
+        raise ScheduleCancellationFailed(scheduled_id)
+    return get_scheduled(conn, team_id=team_id, scheduled_id=scheduled_id)
+
+
+def scheduled_for_release(conn: Connection, scheduled_id: str) -> Row[Any] | None:
+    return queries.scheduled_by_id(conn, scheduled_id)
+
+
+def mark_scheduled(conn: Connection, scheduled_id: str, values: dict[str, Any]) -> bool:
+    return queries.update_scheduled(conn, scheduled_id, values, only_in_state="scheduled")
+
+
+# -- reading --------------------------------------------------------------------------------------------------
+
+
+def get_message(conn: Connection, *, team_id: int, request_id: str) -> Row[Any]:
+    row = queries.message_by_request_id(conn, team_id, request_id)
+    if row is None:
+        raise EmailNotFound()
+    return row
+
+
+def message_recipients(conn: Connection, *, message_id: str) -> Sequence[Row[Any]]:
+    return queries.recipients_of(conn, message_id)
+
+
+def message_events(
+    conn: Connection, *, team_id: int, message_id: str, since: datetime, until: datetime
+) -> Sequence[Row[Any]]:
+    return queries.events_of_message(conn, team_id, message_id, since, until)
+
+
+def list_events(
+    conn: Connection,
+    *,
+    team_id: int,
+    types: Sequence[str] | None,
+    recipients_in: Sequence[str] | None,
+    request_id: str | None,
+    bounce_classes: Sequence[int] | None,
+    since: datetime,
+    until: datetime,
+    before_id: int | None,
+    limit: int,
+) -> tuple[Sequence[Row[Any]], int]:
+    return queries.events_page(
+        conn,
+        team_id,
+        types=types,
+        recipients_in=recipients_in,
+        request_id=request_id,
+        bounce_classes=bounce_classes,
+        since=since,
+        until=until,
+        before_id=before_id,
+        limit=limit,
+    )
+
+
+# -- suppressions ---------------------------------------------------------------------------------------------
+
+
+def suppress(conn: Connection, *, team_id: int, email: str, reason: str, source: str, now: datetime) -> None:
+    queries.add_suppression(conn, team_id, email, reason, source, now)
+
+
+def list_suppressions(conn: Connection, *, team_id: int | None) -> Sequence[Row[Any]]:
+    return queries.suppressions_of(conn, team_id)
+
+
+def unsuppress(conn: Connection, *, team_id: int, email: str) -> bool:
+    return queries.remove_suppression(conn, team_id, email)
+
+
+def forget_expired_idempotency_keys(conn: Connection, *, now: datetime) -> None:
+    queries.delete_expired_idempotency_records(conn, now)

@@ -1,0 +1,104 @@
+"""The in-process dispatcher: one asyncio task that leases due work items and runs their handlers.
+
+It runs inside ``postroom serve`` (woken by the API after a commit) and as ``postroom worker``. Claims go through
+the database (``jobs.queries.claim``), so several workers on one PostgreSQL never run the same item at once, and
+an item whose worker died is taken again once its lease runs out. A handler that raises is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Mapping
+from datetime import timedelta
+
+from postroom.core.clock import utcnow
+from postroom.db.engine import Database
+from postroom.jobs import queries
+from postroom.jobs.base import Handler, WorkItem, WorkKind, WorkResult
+
+log = logging.getLogger("postroom.jobs")
+
+LEASE = timedelta(minutes=5)
+IDLE_POLL_SECONDS = 1.0
+HANDLER_ERROR_BACKOFF = timedelta(seconds=30)
+
+
+class EmbeddedDispatcher:
+    def __init__(self, db: Database, handlers: Mapping[WorkKind, Handler], *, concurrency: int = 16) -> None:
+        self._db = db
+        self._handlers = handlers
+        self._concurrency = concurrency
+        self._wake = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._token = secrets.token_hex(8)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    async def run_forever(self) -> None:
+        try:
+            while True:
+                claimed = await self._claim()
+                if not claimed:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
+                    except TimeoutError:
+                        pass
+                    continue
+                for item in claimed:
+                    task = asyncio.create_task(self._run(item))
+                    self._running.add(task)
+                    task.add_done_callback(self._finished)
+                if len(self._running) >= self._concurrency:
+                    await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Let running handlers finish (their outcomes are recorded), then return."""
+        if self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wake.set()  # a slot is free
+
+    async def _claim(self) -> list[WorkItem]:
+        room = self._concurrency - len(self._running)
+        if room <= 0:
+            return []
+        now = utcnow()
+        rows = await self._db.write(
+            lambda conn: queries.claim(conn, now=now, limit=room, lease_until=now + LEASE, token=self._token)
+        )
+        return [
+            WorkItem(id=r.id, kind=WorkKind(r.kind), ref=r.ref, attempts=r.attempts, created_at=r.created_at)
+            for r in rows
+        ]
+
+    async def _run(self, item: WorkItem) -> None:
+        try:
+            result = await self._handlers[item.kind](item)
+        except Exception as exc:
+            log.exception("work item %s (%s %s) failed", item.id, item.kind.value, item.ref)
+            result = WorkResult.retry(utcnow() + HANDLER_ERROR_BACKOFF, f"{type(exc).__name__}: {exc}"[:1000])
+        now = utcnow()
+        if result.retry_at is None:
+            values: dict[str, object] = {"status": "done", "updated_at": now, "last_error": result.error}
+        else:
+            values = {"status": "queued", "run_at": result.retry_at, "updated_at": now, "last_error": result.error}
+        token = self._token
+        try:
+            kept = await self._db.write(lambda conn: queries.finish(conn, item_id=item.id, token=token, values=values))
+        except Exception:
+            log.exception("could not record the outcome of work item %s; its lease will expire", item.id)
+            return
+        if not kept:
+            log.warning("work item %s: lease lost before its outcome was recorded", item.id)

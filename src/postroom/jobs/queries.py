@@ -1,0 +1,69 @@
+"""Every SQL statement about work items (the outbox)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, func, or_, select, update
+
+from postroom.models import work_items
+
+
+def insert_item(conn: Connection, *, kind: str, ref: str, run_at: datetime, now: datetime) -> int:
+    result = conn.execute(
+        work_items.insert()
+        .values(kind=kind, ref=ref, status="queued", attempts=0, run_at=run_at, created_at=now, updated_at=now)
+        .returning(work_items.c.id)
+    )
+    return int(result.scalar_one())
+
+
+def claim(conn: Connection, *, now: datetime, limit: int, lease_until: datetime, token: str) -> Sequence[Row[Any]]:
+    """Lease up to ``limit`` due items: queued ones whose time has come, and leased ones whose lease ran out.
+
+    On PostgreSQL ``SKIP LOCKED`` lets several workers claim at once without taking the same rows; on SQLite the
+    write lock of ``BEGIN IMMEDIATE`` does the same job.
+    """
+    due = or_(
+        and_(work_items.c.status == "queued", work_items.c.run_at <= now),
+        and_(work_items.c.status == "leased", work_items.c.lease_until < now),
+    )
+    candidates = select(work_items.c.id).where(due).order_by(work_items.c.run_at).limit(limit)
+    if conn.dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    return conn.execute(
+        update(work_items)
+        .where(work_items.c.id.in_(candidates.scalar_subquery()))
+        .values(
+            status="leased",
+            lease_until=lease_until,
+            lease_token=token,
+            attempts=work_items.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(work_items.c.id, work_items.c.kind, work_items.c.ref, work_items.c.attempts, work_items.c.created_at)
+    ).fetchall()
+
+
+def finish(conn: Connection, *, item_id: int, token: str, values: dict[str, Any]) -> bool:
+    """Record an item's outcome if this worker still holds its lease; False when the lease was lost."""
+    result = conn.execute(
+        update(work_items)
+        .where(work_items.c.id == item_id, work_items.c.lease_token == token)
+        .values(lease_until=None, lease_token=None, **values)
+    )
+    return result.rowcount == 1
+
+
+def next_due(conn: Connection) -> datetime | None:
+    return conn.execute(select(func.min(work_items.c.run_at)).where(work_items.c.status == "queued")).scalar()
+
+
+def pending_count(conn: Connection) -> int:
+    return int(
+        conn.execute(
+            select(func.count()).select_from(work_items).where(work_items.c.status.in_(("queued", "leased")))
+        ).scalar_one()
+    )

@@ -1,0 +1,158 @@
+"""Sending: domains, messages, their recipients, events, idempotency records, suppressions, scheduled sends."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from postroom.models.types import UTCDateTime, metadata
+
+domains = Table(
+    "domains",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("domain", String(253), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("dkim_selector", String(63), nullable=False),
+    Column("dkim_private_key", Text, nullable=False),
+    Column("dkim_public_key", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("request_id", String(32), nullable=False, unique=True),
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), nullable=False),
+    Column("project_id", Integer, nullable=False),
+    Column("api_key_id", String(40), nullable=True),
+    Column("scheduled_id", String(40), nullable=True),
+    Column("from_email", String(255), nullable=False),
+    Column("from_name", String(255), nullable=True),
+    Column("sending_domain", String(253), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("message_id_header", String(255), nullable=False),
+    Column("tag", String(64), nullable=True),
+    Column("content", Text, nullable=False),
+    Column("metadata", Text, nullable=True),
+    Column("transactional", Boolean, nullable=False),
+    Column("msg_size", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_messages_team_id_created_at", "team_id", "created_at"),
+)
+"""``content`` is the validated send request as JSON: everything needed to render the message again, identically."""
+
+recipients = Table(
+    "recipients",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(40), ForeignKey("messages.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("team_id", Integer, nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("rcpt_type", String(3), nullable=False),
+    Column("domain", String(253), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+email_events = Table(
+    "email_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(32), nullable=False, unique=True),
+    Column("team_id", Integer, nullable=False),
+    Column("message_id", String(40), ForeignKey("messages.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("recipient_id", Integer, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("rcpt_to", String(254), nullable=False),
+    Column("bounce_class", Integer, nullable=True),
+    Column("details", Text, nullable=True),
+    Index("ix_email_events_team_id_id", "team_id", "id"),
+    Index("ix_email_events_team_id_type_id", "team_id", "type", "id"),
+)
+"""Append-only. ``details`` holds the type's own fields (reason, error_code, num_retries, queue_time …) as JSON."""
+
+work_items = Table(
+    "work_items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("ref", String(300), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("run_at", UTCDateTime, nullable=False),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("lease_token", String(32), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_work_items_status_run_at", "status", "run_at"),
+)
+"""The outbox: what must still happen. ``ref`` names the object (``msg_…|example.com``); handlers re-load it."""
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("team_id", Integer, nullable=False),
+    Column("api_key_id", String(40), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("locked_until", UTCDateTime, nullable=True),
+    Column("response_status", Integer, nullable=True),
+    Column("response_body", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+    UniqueConstraint("team_id", "api_key_id", "key"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("source", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("team_id", "email"),
+)
+
+scheduled_emails = Table(
+    "scheduled_emails",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), nullable=False),
+    Column("api_key_id", String(40), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("scheduled_at", UTCDateTime, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("from_email", String(255), nullable=False),
+    Column("from_name", String(255), nullable=True),
+    Column("subject", Text, nullable=True),
+    Column("recipients", Text, nullable=False),
+    Column("tag", String(64), nullable=True),
+    Column("accepted", Integer, nullable=False),
+    Column("rejected", Integer, nullable=False),
+    Column("transmission_id", String(32), nullable=True),
+    Column("failure_reason", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_scheduled_emails_team_id_scheduled_at", "team_id", "scheduled_at"),
+)
