@@ -296,7 +296,12 @@ def _background_work(db: Database, settings: Settings) -> tuple[Any, Callable[[]
 
     holder: dict[str, EmbeddedDispatcher] = {}
     tasks = DeliveryTasks(db, settings, wake=lambda: holder["dispatcher"].wake())
-    dispatcher = EmbeddedDispatcher(db, tasks.handlers(), concurrency=settings.worker_concurrency)
+    dispatcher = EmbeddedDispatcher(
+        db,
+        tasks.handlers(),
+        concurrency=settings.worker_concurrency,
+        lease=timedelta(seconds=settings.worker_lease_seconds),
+    )
     holder["dispatcher"] = dispatcher
     return dispatcher, lambda: [dispatcher.run_forever(), run_maintenance(db)]
 

@@ -61,6 +61,9 @@ class Settings:
     smtp_timeout_seconds: int = 60
     """``POSTROOM_SMTP_TIMEOUT``: per-command timeout (seconds) talking to a recipient's server."""
     worker_concurrency: int = 16
+    worker_lease_seconds: int = 300
+    """``POSTROOM_WORKER_LEASE``: how long (seconds) a claimed work item is reserved for the worker that claimed it;
+    after a crash another worker takes it over once this has passed."""
     """``POSTROOM_WORKER_CONCURRENCY``: work items (one per message and recipient domain) run at once per worker."""
 
     @property
@@ -132,6 +135,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "retry_max_seconds": _int(env, "POSTROOM_RETRY_MAX", 4000, minimum=1),
         "smtp_timeout_seconds": _int(env, "POSTROOM_SMTP_TIMEOUT", 60, minimum=1),
         "worker_concurrency": _int(env, "POSTROOM_WORKER_CONCURRENCY", 16, minimum=1, maximum=1000),
+        "worker_lease_seconds": _int(env, "POSTROOM_WORKER_LEASE", 300, minimum=1),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values["log_level"] not in {"debug", "info", "warning", "error"}:

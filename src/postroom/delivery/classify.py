@@ -154,8 +154,9 @@ _RULES: tuple[_Rule, ...] = (
     _Rule(70, "greylisted, retry later", text=_t(r"grey ?list|gray ?list")),
     _Rule(70, "recipient is receiving mail too fast", text=_t(r"receiving mail (?:too quickly|at a rate)")),
     _Rule(54, "relaying denied", text=_t(r"relay(?:ing)? (?:access )?(?:denied|not (?:permitted|allowed))|unable to relay|not permitted to relay|we do not relay")),  # noqa: E501
-    _Rule(10, "recipient does not exist (directory-based blocking)", text=_t(r"recipient address rejected: access denied")),  # noqa: E501
     _Rule(50, "deferred for volume or complaints (Yahoo)", text=_t(r"\[TS[S]?\d\d\]")),
+    # Exchange Online's directory-based edge blocking: the recipient is not in the tenant's directory.
+    _Rule(10, "recipient does not exist (directory-based blocking)", _s("4.1") | _VAGUE, _t(r"recipient address rejected: access denied")),  # noqa: E501
     # Enhanced status codes with one meaning.
     _Rule(10, "mailbox does not exist", _s("1.1")),
     _Rule(10, "recipient domain accepts no mail (null MX)", _s("1.10")),
@@ -174,10 +175,11 @@ _RULES: tuple[_Rule, ...] = (
     # Texts about policy, reputation and content, under a policy or vague status.
     _Rule(53, "prohibited attachment or malware", _POLICY, _t(r"virus|malware|infected|attachment|prohibited file|executable|potential security issue")),  # noqa: E501
     _Rule(51, "sender on a blocklist or poor reputation", _POLICY, _t(r"spamhaus|spamcop|barracuda|sorbs|block ?list|black ?list|\brbl\b|dnsbl|blocked using|listed (?:at|on|in|by)|reputation")),  # noqa: E501
-    _Rule(70, "too many connections", _POLICY, _t(r"too many (?:concurrent )?connections|connection (?:limit|rate)|too busy")),  # noqa: E501
+    _Rule(70, "too many connections", _POLICY, _t(r"too many (?:concurrent |simultaneous )?(?:smtp )?connections|connection (?:limit|rate)|too busy")),  # noqa: E501
     _Rule(50, "rate limited by the receiver", _POLICY, _t(r"rate.limit|unusual rate|too many (?:messages|emails|mails)|throttl|sending rate|exceeded .{0,40}limit")),  # noqa: E501
     _Rule(52, "rejected as spam", _POLICY, _t(r"\bspam|unsolicited|\bjunk|bulk mail|phish|content (?:rejected|filter)|message content")),  # noqa: E501
     _Rule(50, "sender authentication failed (SPF/DKIM/DMARC)", _POLICY, _t(r"\bdmarc\b|\bspf\b|\bdkim\b|unauthenticated|authentication level|not authorized to send")),  # noqa: E501
+    _Rule(70, "deferred by the receiver, retry later", _POLICY, _t(r"try (?:again )?later|temporarily deferred")),
     _Rule(25, "the receiver requires TLS or authentication", _POLICY, _t(r"must issue a starttls|starttls (?:is )?required|authentication required")),  # noqa: E501
     # Texts about the recipient, only when no status code says otherwise.
     _Rule(50, "sender address rejected", _VAGUE, _t(r"sender address rejected|sender (?:domain|address) (?:not found|unknown|invalid)")),  # noqa: E501

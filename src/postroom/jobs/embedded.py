@@ -26,10 +26,13 @@ HANDLER_ERROR_BACKOFF = timedelta(seconds=30)
 
 
 class EmbeddedDispatcher:
-    def __init__(self, db: Database, handlers: Mapping[WorkKind, Handler], *, concurrency: int = 16) -> None:
+    def __init__(
+        self, db: Database, handlers: Mapping[WorkKind, Handler], *, concurrency: int = 16, lease: timedelta = LEASE
+    ) -> None:
         self._db = db
         self._handlers = handlers
         self._concurrency = concurrency
+        self._lease = lease
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._token = secrets.token_hex(8)
@@ -76,7 +79,7 @@ class EmbeddedDispatcher:
             return []
         now = utcnow()
         rows = await self._db.write(
-            lambda conn: queries.claim(conn, now=now, limit=room, lease_until=now + LEASE, token=self._token)
+            lambda conn: queries.claim(conn, now=now, limit=room, lease_until=now + self._lease, token=self._token)
         )
         return [
             WorkItem(id=r.id, kind=WorkKind(r.kind), ref=r.ref, attempts=r.attempts, created_at=r.created_at)
