@@ -289,19 +289,14 @@ async def _send_test(db: Database, args: argparse.Namespace, settings: Settings)
 
 
 def _background_work(db: Database, settings: Settings) -> tuple[Any, Callable[[], list[Any]]]:
-    """The embedded worker (dispatcher over the outbox) and the maintenance loop, as coroutine factories."""
+    """The worker (a dispatcher over the outbox) and the maintenance loop, as coroutine factories."""
     from postroom.delivery.tasks import DeliveryTasks
-    from postroom.jobs.embedded import EmbeddedDispatcher
+    from postroom.jobs.registry import make_dispatcher
     from postroom.system.maintenance import run_maintenance
 
-    holder: dict[str, EmbeddedDispatcher] = {}
+    holder: dict[str, Any] = {}
     tasks = DeliveryTasks(db, settings, wake=lambda: holder["dispatcher"].wake())
-    dispatcher = EmbeddedDispatcher(
-        db,
-        tasks.handlers(),
-        concurrency=settings.worker_concurrency,
-        lease=timedelta(seconds=settings.worker_lease_seconds),
-    )
+    dispatcher = make_dispatcher(db, settings, tasks.handlers())
     holder["dispatcher"] = dispatcher
     return dispatcher, lambda: [dispatcher.run_forever(), run_maintenance(db)]
 

@@ -1,18 +1,24 @@
-"""The outbox dispatcher on both databases: due items run once, retries wait for their time, a lost lease is
+"""The outbox dispatcher contract, on both adapters (embedded on SQLite, pgqueuer on PostgreSQL): due items run once, retries wait for their time, a lost lease is
 taken over, and two workers never run one item at the same time."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 
 from sqlalchemy import Connection, select, update
 
 from postroom.core.clock import utcnow
-from postroom.jobs.base import WorkItem, WorkKind, WorkResult, enqueue
-from postroom.jobs.embedded import EmbeddedDispatcher
+from postroom.jobs.base import Dispatcher, Handler, WorkItem, WorkKind, WorkResult, enqueue
+from postroom.jobs.registry import make_dispatcher
 from postroom.models import work_items
 from tests.conftest import Backend
+
+
+def dispatcher(backend: Backend, handler: Handler, *, concurrency: int = 16) -> Dispatcher:
+    settings = dataclasses.replace(backend.settings, worker_concurrency=concurrency, worker_lease_seconds=300)
+    return make_dispatcher(backend.db, settings, {WorkKind.DELIVER: handler})
 
 
 def _enqueue(backend: Backend, ref: str, delay: timedelta = timedelta(0)) -> int:
@@ -25,7 +31,7 @@ def _status(backend: Backend, item_id: int) -> tuple[str, int]:
     return row.status, row.attempts
 
 
-def _run(backend: Backend, dispatchers: list[EmbeddedDispatcher], until: float) -> None:
+def _run(backend: Backend, dispatchers: list[Dispatcher], until: float) -> None:
     async def go() -> None:
         tasks = [asyncio.create_task(d.run_forever()) for d in dispatchers]
         await asyncio.sleep(until)
@@ -59,7 +65,7 @@ def test_each_due_item_runs_once_across_two_workers(own_backend: Backend) -> Non
         seen.append(item.ref)
         return WorkResult.done()
 
-    workers = [EmbeddedDispatcher(backend.db, {WorkKind.DELIVER: handler}, concurrency=8) for _ in range(2)]
+    workers = [dispatcher(backend, handler, concurrency=8) for _ in range(2)]
     for worker in workers:
         worker.wake()
     _run(backend, workers, 2.0)
@@ -81,7 +87,7 @@ def test_a_retry_waits_for_its_time(own_backend: Backend) -> None:
             return WorkResult.retry(utcnow() + timedelta(seconds=1.2), "try later")
         return WorkResult.done()
 
-    _run(backend, [EmbeddedDispatcher(backend.db, {WorkKind.DELIVER: handler})], 3.5)
+    _run(backend, [dispatcher(backend, handler)], 3.5)
     assert len(calls) == 2
     assert calls[1] - calls[0] >= 1.1
     assert _status(backend, item_id) == ("done", 2)
@@ -95,7 +101,7 @@ def test_items_not_yet_due_are_left_alone(own_backend: Backend) -> None:
     async def handler(item: WorkItem) -> WorkResult:
         raise AssertionError("ran too early")
 
-    _run(backend, [EmbeddedDispatcher(backend.db, {WorkKind.DELIVER: handler})], 1.2)
+    _run(backend, [dispatcher(backend, handler)], 1.2)
     assert _status(backend, item_id) == ("queued", 0)
     _cleanup(backend)
 
@@ -119,7 +125,7 @@ def test_an_expired_lease_is_taken_over(own_backend: Backend) -> None:
         ran.append(item.ref)
         return WorkResult.done()
 
-    _run(backend, [EmbeddedDispatcher(backend.db, {WorkKind.DELIVER: handler})], 1.5)
+    _run(backend, [dispatcher(backend, handler)], 1.5)
     assert ran == ["contract-crashed"]
     assert _status(backend, item_id) == ("done", 2)
     _cleanup(backend)
@@ -132,7 +138,7 @@ def test_a_handler_that_raises_is_retried_later(own_backend: Backend) -> None:
     async def handler(item: WorkItem) -> WorkResult:
         raise RuntimeError("boom")
 
-    _run(backend, [EmbeddedDispatcher(backend.db, {WorkKind.DELIVER: handler})], 1.0)
+    _run(backend, [dispatcher(backend, handler)], 1.0)
     row = backend.read(lambda conn: conn.execute(select(work_items).where(work_items.c.id == item_id)).one())
     assert row.status == "queued" and row.attempts == 1
     assert row.last_error == "RuntimeError: boom"

@@ -23,7 +23,7 @@ from lettr._exceptions import (
     ValidationError,
 )
 from lettr._types import Attachment
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, select, text, update
 
 from postroom.domains.service import SendingDomain
 from postroom.models import scheduled_emails, work_items
@@ -286,6 +286,12 @@ def _release_now(backend: Backend, scheduled_id: str) -> None:
     def shift(conn: Connection) -> None:  # time passing: the send's moment has come
         conn.execute(update(work_items).where(work_items.c.ref == scheduled_id).values(run_at=now))
         conn.execute(update(scheduled_emails).where(scheduled_emails.c.id == scheduled_id).values(scheduled_at=now))
+        if conn.dialect.name == "postgresql":  # and for the queue job that will wake a worker for it
+            item_id = conn.execute(select(work_items.c.id).where(work_items.c.ref == scheduled_id)).scalar_one()
+            conn.execute(
+                text("UPDATE pgqueuer SET execute_after = now() WHERE payload = :payload"),
+                {"payload": str(item_id).encode()},
+            )
 
     backend.write(shift)
 

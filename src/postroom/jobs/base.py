@@ -7,15 +7,20 @@ the row names and are safe to run twice, so delivery is at-least-once.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
+from postroom.core.clock import utcnow
+from postroom.db.engine import Database
 from postroom.jobs import queries
+
+log = logging.getLogger("postroom.jobs")
 
 
 class WorkKind(StrEnum):
@@ -53,8 +58,57 @@ Handler = Callable[[WorkItem], Awaitable[WorkResult]]
 
 
 def enqueue(conn: Connection, *, kind: WorkKind, ref: str, run_at: datetime, now: datetime) -> int:
-    """Add a work item inside the caller's transaction: it exists exactly when the data it is about exists."""
-    return queries.insert_item(conn, kind=kind.value, ref=ref, run_at=run_at, now=now)
+    """Add a work item inside the caller's transaction: it exists exactly when the data it is about exists.
+
+    On PostgreSQL the pgqueuer job that wakes a worker for it is enqueued in the same transaction.
+    """
+    item_id = queries.insert_item(conn, kind=kind.value, ref=ref, run_at=run_at, now=now)
+    if conn.dialect.name == "postgresql":
+        from postroom.jobs.pgqueuer import enqueue_job
+
+        enqueue_job(conn, kind=kind, item_id=item_id, attempt=0, run_at=run_at, now=now)
+    return item_id
+
+
+HANDLER_ERROR_BACKOFF = timedelta(seconds=30)
+
+
+def record_outcome(conn: Connection, *, item: WorkItem, token: str, result: WorkResult, now: datetime) -> bool:
+    """Write a handler's outcome if ``token`` still holds the lease (False when it was lost to another worker).
+
+    A retry on PostgreSQL also enqueues the pgqueuer job that will bring the item back at ``retry_at``.
+    """
+    if result.retry_at is None:
+        values: dict[str, object] = {"status": "done", "updated_at": now, "last_error": result.error}
+    else:
+        values = {"status": "queued", "run_at": result.retry_at, "updated_at": now, "last_error": result.error}
+    kept = queries.finish(conn, item_id=item.id, token=token, values=values)
+    if kept and result.retry_at is not None and conn.dialect.name == "postgresql":
+        from postroom.jobs.pgqueuer import enqueue_job
+
+        enqueue_job(conn, kind=item.kind, item_id=item.id, attempt=item.attempts, run_at=result.retry_at, now=now)
+    return kept
+
+
+async def execute(db: Database, handlers: Mapping[WorkKind, Handler], item: WorkItem, token: str) -> None:
+    """Run a leased item's handler and record what happened; a handler that raises is retried later."""
+    try:
+        result = await handlers[item.kind](item)
+    except Exception as exc:
+        log.exception("work item %s (%s %s) failed", item.id, item.kind.value, item.ref)
+        result = WorkResult.retry(utcnow() + HANDLER_ERROR_BACKOFF, f"{type(exc).__name__}: {exc}"[:1000])
+    now = utcnow()
+    try:
+        kept = await db.write(lambda conn: record_outcome(conn, item=item, token=token, result=result, now=now))
+    except Exception:
+        log.exception("could not record the outcome of work item %s; its lease will expire", item.id)
+        return
+    if not kept:
+        log.warning("work item %s: lease lost before its outcome was recorded", item.id)
+
+
+def work_item(row: Any) -> WorkItem:
+    return WorkItem(id=row.id, kind=WorkKind(row.kind), ref=row.ref, attempts=row.attempts, created_at=row.created_at)
 
 
 class Dispatcher(Protocol):

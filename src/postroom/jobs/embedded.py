@@ -16,13 +16,12 @@ from datetime import timedelta
 from postroom.core.clock import utcnow
 from postroom.db.engine import Database
 from postroom.jobs import queries
-from postroom.jobs.base import Handler, WorkItem, WorkKind, WorkResult
+from postroom.jobs.base import Handler, WorkItem, WorkKind, execute, work_item
 
 log = logging.getLogger("postroom.jobs")
 
 LEASE = timedelta(minutes=5)
 IDLE_POLL_SECONDS = 1.0
-HANDLER_ERROR_BACKOFF = timedelta(seconds=30)
 
 
 class EmbeddedDispatcher:
@@ -81,27 +80,7 @@ class EmbeddedDispatcher:
         rows = await self._db.write(
             lambda conn: queries.claim(conn, now=now, limit=room, lease_until=now + self._lease, token=self._token)
         )
-        return [
-            WorkItem(id=r.id, kind=WorkKind(r.kind), ref=r.ref, attempts=r.attempts, created_at=r.created_at)
-            for r in rows
-        ]
+        return [work_item(r) for r in rows]
 
     async def _run(self, item: WorkItem) -> None:
-        try:
-            result = await self._handlers[item.kind](item)
-        except Exception as exc:
-            log.exception("work item %s (%s %s) failed", item.id, item.kind.value, item.ref)
-            result = WorkResult.retry(utcnow() + HANDLER_ERROR_BACKOFF, f"{type(exc).__name__}: {exc}"[:1000])
-        now = utcnow()
-        if result.retry_at is None:
-            values: dict[str, object] = {"status": "done", "updated_at": now, "last_error": result.error}
-        else:
-            values = {"status": "queued", "run_at": result.retry_at, "updated_at": now, "last_error": result.error}
-        token = self._token
-        try:
-            kept = await self._db.write(lambda conn: queries.finish(conn, item_id=item.id, token=token, values=values))
-        except Exception:
-            log.exception("could not record the outcome of work item %s; its lease will expire", item.id)
-            return
-        if not kept:
-            log.warning("work item %s: lease lost before its outcome was recorded", item.id)
+        await execute(self._db, self._handlers, item, self._token)

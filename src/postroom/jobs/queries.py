@@ -47,6 +47,40 @@ def claim(conn: Connection, *, now: datetime, limit: int, lease_until: datetime,
     ).fetchall()
 
 
+def claim_one(conn: Connection, *, item_id: int, now: datetime, lease_until: datetime, token: str) -> Row[Any] | None:
+    """Lease one named item if it is due and nobody holds a live lease on it (the pgqueuer path)."""
+    due = or_(
+        work_items.c.status == "queued",
+        and_(work_items.c.status == "leased", work_items.c.lease_until < now),
+    )
+    return conn.execute(
+        update(work_items)
+        .where(work_items.c.id == item_id, due)
+        .values(
+            status="leased",
+            lease_until=lease_until,
+            lease_token=token,
+            attempts=work_items.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(work_items.c.id, work_items.c.kind, work_items.c.ref, work_items.c.attempts, work_items.c.created_at)
+    ).first()
+
+
+def stranded(conn: Connection, *, now: datetime, limit: int) -> Sequence[Any]:
+    """Items that are due (or whose lease ran out): the reconciler makes sure each has a live queue job."""
+    due = or_(
+        and_(work_items.c.status == "queued", work_items.c.run_at <= now),
+        and_(work_items.c.status == "leased", work_items.c.lease_until < now),
+    )
+    return conn.execute(
+        select(work_items.c.id, work_items.c.kind, work_items.c.attempts)
+        .where(due)
+        .order_by(work_items.c.run_at)
+        .limit(limit)
+    ).fetchall()
+
+
 def finish(conn: Connection, *, item_id: int, token: str, values: dict[str, Any]) -> bool:
     """Record an item's outcome if this worker still holds its lease; False when the lease was lost."""
     result = conn.execute(
