@@ -128,6 +128,8 @@ def test_a_permanent_failure_bounces_and_suppresses(client: Lettr, sink: SmtpSin
     [bounce] = events.results
     assert bounce.rcpt_to == "gone@example.test"
     assert bounce.bounce_class == 10
+    assert bounce.error_code == "550"
+    assert bounce.raw_reason == "550 5.1.1 The email account that you tried to reach does not exist"
 
     second = client.emails.send(from_email="news@sender.test", to=["gone@example.test"], subject="Again", text="x")
     assert (second.accepted, second.rejected) == (0, 1)

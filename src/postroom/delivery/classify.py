@@ -56,6 +56,10 @@ class Outcome:
     suppress: bool
     enhanced_status: str | None
     reason: str
+    code: int | None = None
+    """The SMTP reply code, when there was a reply."""
+    raw: str = ""
+    """What the server said (``550 5.1.1 …``), or what went wrong without a reply."""
 
 
 BOUNCE_CLASS_NAMES = MappingProxyType(
@@ -225,6 +229,8 @@ def classify_reply(code: int, message: str) -> Outcome:
         suppress=permanent and is_hard_bounce(bounce_class),
         enhanced_status=found.group(0) if found else None,
         reason=rule.reason,
+        code=code,
+        raw=f"{code} {' '.join(message.split())}"[:1000],
     )
 
 
@@ -255,4 +261,5 @@ def classify_connection_error(kind: str, detail: str) -> Outcome:
     except KeyError:
         raise ValueError(f"unknown connection error kind {kind!r}") from None
     detail = " ".join(detail.split())
-    return Outcome(outcome_kind, bounce_class, suppress, None, f"{reason}: {detail}" if detail else reason)
+    text = f"{reason}: {detail}" if detail else reason
+    return Outcome(outcome_kind, bounce_class, suppress, None, text, raw=text[:1000])

@@ -131,8 +131,8 @@ class DeliveryTasks:
             details = {
                 **common,
                 "reason": outcome.reason,
-                "raw_reason": outcome.reason,
-                "error_code": outcome.enhanced_status or "",
+                "raw_reason": outcome.raw or outcome.reason,
+                "error_code": str(outcome.code) if outcome.code is not None else "",
             }
             if outcome.kind is OutcomeKind.TEMPORARY and not expired:
                 if email_queries.move_recipient(conn, recipient.id, "deferred", now=now, error=outcome.reason):
@@ -140,7 +140,7 @@ class DeliveryTasks:
                 retry_needed = True
                 continue
             if outcome.kind is OutcomeKind.TEMPORARY:
-                details["reason"] = details["raw_reason"] = f"Delivery time expired: {outcome.reason}"
+                details["reason"] = f"Delivery time expired after {recipient.attempts + 1} attempts: {outcome.reason}"
             if email_queries.move_recipient(conn, recipient.id, "bounced", now=now, error=outcome.reason):
                 event(EventType.BOUNCE, outcome.bounce_class, details)
                 if outcome.suppress:
