@@ -298,7 +298,14 @@ def _background_work(db: Database, settings: Settings) -> tuple[Any, Callable[[]
     tasks = DeliveryTasks(db, settings, wake=lambda: holder["dispatcher"].wake())
     dispatcher = make_dispatcher(db, settings, tasks.handlers())
     holder["dispatcher"] = dispatcher
-    return dispatcher, lambda: [dispatcher.run_forever(), run_maintenance(db)]
+
+    async def deliver_forever() -> None:
+        try:
+            await dispatcher.run_forever()
+        finally:
+            await tasks.close()
+
+    return dispatcher, lambda: [deliver_forever(), run_maintenance(db)]
 
 
 def _serve(settings: Settings) -> int:

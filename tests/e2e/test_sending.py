@@ -98,6 +98,7 @@ def test_a_send_arrives_dkim_signed_with_every_part(
     assert types == ["delivery"] * 3 + ["injection"] * 3
     delivery = next(e for e in detail.events if e.type == "delivery" and e.rcpt_to == "alice@example.test")
     assert delivery.message_id == parsed["Message-ID"].strip("<>")
+    assert delivery.outbound_tls == "1"
     assert delivery.rcpt_meta == {"order": "1234"}
 
 
@@ -348,3 +349,10 @@ def test_schedule_window_is_enforced(client: Lettr, delta: timedelta, message: s
             scheduled_at=datetime.now(UTC) + delta,
         )  # fmt: skip
     assert excinfo.value.errors == {"scheduled_at": [message]}
+
+
+def test_sessions_to_one_server_are_reused(client: Lettr, sink: SmtpSink) -> None:
+    for i in range(4):
+        client.emails.send(from_email="news@sender.test", to=[f"reuse{i}@example.test"], subject="s", text="x")
+        sink.wait_for(i + 1)
+    assert sink.sessions < 4

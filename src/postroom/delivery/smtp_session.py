@@ -1,6 +1,7 @@
 """One SMTP session to a recipient domain's mail server (or the configured relay) for one message.
 
-All of a message's recipients at one domain go in one session (one ``MAIL FROM``, several ``RCPT TO``). MX hosts
+All of a message's recipients at one domain go in one transaction (one ``MAIL FROM``, several ``RCPT TO``), and
+sessions are kept open for the next message to the same server (``ConnectionPool``). MX hosts
 are tried in preference order, each of their addresses in turn; TLS is used whenever the server offers STARTTLS
 (opportunistic, RFC 7435, so certificates are not checked on port 25). Every outcome is classified per recipient:
 delivered, or a temporary or permanent failure (``classify.py``).
@@ -8,7 +9,9 @@ delivered, or a temporary or permanent failure (``classify.py``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -66,6 +69,88 @@ async def _mx_targets(domain: str, settings: Settings, resolver: dns.asyncresolv
     return targets
 
 
+class ConnectionPool:
+    """Open SMTP sessions kept for the next message to the same server (address, port).
+
+    A session that delivered is handed back and reused for up to ``idle_seconds``; one that raised anything is
+    closed. ``per_server`` caps the sessions open to one server at once, so a worker never floods one MX.
+    """
+
+    def __init__(self, settings: Settings, *, idle_seconds: float = 30.0, per_server: int = 10) -> None:
+        self._settings = settings
+        self._idle_seconds = idle_seconds
+        self._per_server = per_server
+        self._idle: dict[tuple[str, int], list[tuple[float, aiosmtplib.SMTP]]] = {}
+        self._limits: dict[tuple[str, int], asyncio.Semaphore] = {}
+
+    def _limit(self, target: _Target) -> asyncio.Semaphore:
+        key = (target.address, target.port)
+        if key not in self._limits:
+            self._limits[key] = asyncio.Semaphore(self._per_server)
+        return self._limits[key]
+
+    def _take_idle(self, target: _Target) -> aiosmtplib.SMTP | None:
+        idle = self._idle.get((target.address, target.port), [])
+        now = time.monotonic()
+        while idle:
+            since, client = idle.pop()
+            if now - since < self._idle_seconds and client.is_connected:
+                return client
+            client.close()
+        return None
+
+    async def _connect(self, target: _Target) -> aiosmtplib.SMTP:
+        client = aiosmtplib.SMTP(
+            hostname=target.address,
+            port=target.port,
+            local_hostname=self._settings.mail_hostname,
+            timeout=self._settings.smtp_timeout_seconds,
+            use_tls=target.use_tls,
+            start_tls=None if not target.use_tls else False,
+            # Opportunistic TLS to MX hosts (RFC 7435); a relay the operator configured must prove who it is.
+            validate_certs=bool(self._settings.relay_url),
+            username=target.username,
+            password=target.password,
+        )
+        await client.connect()
+        return client
+
+    async def send(
+        self, target: _Target, envelope_from: str, recipients: list[str], message: bytes
+    ) -> tuple[dict[str, aiosmtplib.SMTPResponse], bool]:
+        """One transaction on a reused or new session: the per-recipient refusals, and whether TLS was on."""
+        async with self._limit(target):
+            client = self._take_idle(target)
+            if client is not None:
+                try:
+                    return await self._transaction(target, client, envelope_from, recipients, message)
+                except aiosmtplib.SMTPServerDisconnected:
+                    pass  # the server closed an idle session: try once on a new one
+            client = await self._connect(target)
+            return await self._transaction(target, client, envelope_from, recipients, message)
+
+    async def _transaction(
+        self, target: _Target, client: aiosmtplib.SMTP, envelope_from: str, recipients: list[str], message: bytes
+    ) -> tuple[dict[str, aiosmtplib.SMTPResponse], bool]:
+        try:
+            errors, _ = await client.sendmail(envelope_from, recipients, message)
+        except BaseException:
+            client.close()
+            raise
+        tls = bool(client.get_transport_info("sslcontext"))
+        self._idle.setdefault((target.address, target.port), []).append((time.monotonic(), client))
+        return errors, tls
+
+    async def close(self) -> None:
+        for idle in self._idle.values():
+            for _, client in idle:
+                try:
+                    await client.quit()
+                except (aiosmtplib.SMTPException, OSError):
+                    client.close()
+        self._idle.clear()
+
+
 def _all(recipients: list[str], outcome: Outcome) -> SessionResult:
     return SessionResult(failed=dict.fromkeys(recipients, outcome))
 
@@ -78,6 +163,7 @@ async def deliver(
     domain: str,
     settings: Settings,
     resolver: dns.asyncresolver.Resolver,
+    pool: ConnectionPool,
 ) -> SessionResult:
     """Hand ``message`` to the mail server for ``domain``; each recipient ends delivered or with an ``Outcome``."""
     try:
@@ -91,27 +177,8 @@ async def deliver(
 
     last = classify_connection_error("connect", f"could not connect to any mail server of {domain}")
     for target in targets:
-        client = aiosmtplib.SMTP(
-            hostname=target.address,
-            port=target.port,
-            local_hostname=settings.mail_hostname,
-            timeout=settings.smtp_timeout_seconds,
-            use_tls=target.use_tls,
-            start_tls=None if not target.use_tls else False,
-            validate_certs=bool(settings.relay_url),
-            username=target.username,
-            password=target.password,
-        )
         try:
-            await client.connect()
-            try:
-                errors, _ = await client.sendmail(envelope_from, recipients, message)
-                tls = client.is_connected and bool(client.get_transport_info("sslcontext"))
-            finally:
-                try:
-                    await client.quit()
-                except aiosmtplib.SMTPException:
-                    client.close()
+            errors, tls = await pool.send(target, envelope_from, recipients, message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             return SessionResult(
                 failed={r.recipient: classify_reply(r.code, r.message) for r in exc.recipients}, host=target.host

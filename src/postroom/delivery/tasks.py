@@ -23,7 +23,7 @@ from postroom.delivery import dkim, retry
 from postroom.delivery.classify import Outcome, OutcomeKind
 from postroom.delivery.mx import make_resolver
 from postroom.delivery.render import render
-from postroom.delivery.smtp_session import SessionResult, deliver
+from postroom.delivery.smtp_session import ConnectionPool, SessionResult, deliver
 from postroom.domains import service as domains_service
 from postroom.emails import queries as email_queries
 from postroom.emails import service as emails_service
@@ -47,7 +47,12 @@ class DeliveryTasks:
         self._db = db
         self._settings = settings
         self._resolver: dns.asyncresolver.Resolver = make_resolver(settings.dns_server)
+        self._pool = ConnectionPool(settings)
         self._wake = wake or (lambda: None)
+
+    async def close(self) -> None:
+        """Say goodbye to the mail servers whose sessions are still open."""
+        await self._pool.close()
 
     def handlers(self) -> dict[WorkKind, Handler]:
         return {WorkKind.DELIVER: self.deliver, WorkKind.RELEASE_SCHEDULED: self.release_scheduled}
@@ -77,6 +82,7 @@ class DeliveryTasks:
             domain=domain,
             settings=self._settings,
             resolver=self._resolver,
+            pool=self._pool,
         )
         now = utcnow()
         retry_at = await self._db.write(lambda conn: self._record(conn, message, pending.recipients, result, item, now))
