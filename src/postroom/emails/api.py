@@ -15,6 +15,7 @@ from postroom.core.envelope import envelope
 from postroom.core.pagination import pagination_body, parse_page_params
 from postroom.emails import idempotency
 from postroom.emails import service as emails_service
+from postroom.emails.queries import EventQuery
 from postroom.emails.schemas import (
     DEFAULT_WINDOW,
     cursor_page_body,
@@ -179,14 +180,16 @@ async def _event_listing(
         lambda conn: emails_service.list_events(
             conn,
             team_id=team_id,
-            types=types,
-            recipients_in=_csv(recipients),
-            request_id=request_id,
-            bounce_classes=bounce_classes,
-            since=since,
-            until=until,
-            before_id=before_id,
-            limit=page.per_page + 1,
+            query=EventQuery(
+                since=since,
+                until=until,
+                limit=page.per_page + 1,
+                types=types,
+                recipients_in=_csv(recipients),
+                request_id=request_id,
+                bounce_classes=bounce_classes,
+                before_id=before_id,
+            ),
         )
     )
     more = len(rows) > page.per_page

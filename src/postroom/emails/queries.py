@@ -4,6 +4,7 @@ Tenant-scoped functions take the team first."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -75,44 +76,46 @@ def insert_event(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(email_events.insert().values(**values))
 
 
-def events_page(
-    conn: Connection,
-    team_id: int,
-    *,
-    types: Sequence[str] | None,
-    recipients_in: Sequence[str] | None,
-    request_id: str | None,
-    bounce_classes: Sequence[int] | None,
-    since: datetime,
-    until: datetime,
-    before_id: int | None,
-    limit: int,
-) -> tuple[Sequence[Row[Any]], int]:
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Filters of ``GET /api/emails`` and ``GET /api/emails/events``; ``before_id`` is the decoded cursor."""
+
+    since: datetime
+    until: datetime
+    limit: int
+    types: Sequence[str] | None = None
+    recipients_in: Sequence[str] | None = None
+    request_id: str | None = None
+    bounce_classes: Sequence[int] | None = None
+    before_id: int | None = None
+
+
+def events_page(conn: Connection, team_id: int, query: EventQuery) -> tuple[Sequence[Row[Any]], int]:
     """Newest first, with the message each event belongs to; and how many events match in all."""
     conditions = [
         email_events.c.team_id == team_id,
-        email_events.c.occurred_at >= since,
-        email_events.c.occurred_at <= until,
+        email_events.c.occurred_at >= query.since,
+        email_events.c.occurred_at <= query.until,
     ]
-    if types:
-        conditions.append(email_events.c.type.in_(types))
-    if recipients_in:
-        conditions.append(func.lower(email_events.c.rcpt_to).in_([r.lower() for r in recipients_in]))
-    if request_id is not None:
-        conditions.append(messages.c.request_id == request_id)
-    if bounce_classes:
-        conditions.append(email_events.c.bounce_class.in_(bounce_classes))
+    if query.types:
+        conditions.append(email_events.c.type.in_(query.types))
+    if query.recipients_in:
+        conditions.append(func.lower(email_events.c.rcpt_to).in_([r.lower() for r in query.recipients_in]))
+    if query.request_id is not None:
+        conditions.append(messages.c.request_id == query.request_id)
+    if query.bounce_classes:
+        conditions.append(email_events.c.bounce_class.in_(query.bounce_classes))
     joined = email_events.join(messages, messages.c.id == email_events.c.message_id)
     total = int(conn.execute(select(func.count()).select_from(joined).where(*conditions)).scalar_one())
     page_conditions = list(conditions)
-    if before_id is not None:
-        page_conditions.append(email_events.c.id < before_id)
+    if query.before_id is not None:
+        page_conditions.append(email_events.c.id < query.before_id)
     rows = conn.execute(
         select(email_events, messages.c.request_id, messages.c.content, *_message_columns())
         .select_from(joined)
         .where(*page_conditions)
         .order_by(email_events.c.id.desc())
-        .limit(limit)
+        .limit(query.limit)
     ).fetchall()
     return rows, total
 

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Row
 from postroom.core.ids import new_id
 from postroom.domains import service as domains_service
 from postroom.emails import queries
+from postroom.emails.queries import EventQuery
 from postroom.emails.validation import SendRequest
 from postroom.errors import (
     EmailNotFound,
@@ -165,34 +166,29 @@ def accept(
                 "updated_at": now,
             },
         )
-        if is_suppressed:
-            record_event(
-                conn,
-                team_id=team_id,
-                message_id=message_id,
-                recipient_id=recipient_id,
-                rcpt_to=address,
-                event_type=EventType.POLICY_REJECTION,
-                now=now,
-                bounce_class=25,
-                details={
-                    "rcpt_type": rcpt_type,
-                    "reason": "Recipient address is on the suppression list.",
-                    "raw_reason": "Recipient address is on the suppression list.",
-                    "error_code": "554",
-                },
-            )
-            continue
+        suppressed_reason = "Recipient address is on the suppression list."
         record_event(
             conn,
             team_id=team_id,
             message_id=message_id,
             recipient_id=recipient_id,
             rcpt_to=address,
-            event_type=EventType.INJECTION,
+            event_type=EventType.POLICY_REJECTION if is_suppressed else EventType.INJECTION,
             now=now,
-            details={"rcpt_type": rcpt_type},
+            bounce_class=25 if is_suppressed else None,
+            details=(
+                {
+                    "rcpt_type": rcpt_type,
+                    "reason": suppressed_reason,
+                    "raw_reason": suppressed_reason,
+                    "error_code": "554",
+                }
+                if is_suppressed
+                else {"rcpt_type": rcpt_type}
+            ),
         )
+        if is_suppressed:
+            continue
         domains_to_deliver.add(domain)
     for domain in sorted(domains_to_deliver):
         enqueue(conn, kind=WorkKind.DELIVER, ref=f"{message_id}|{domain}", run_at=now, now=now)
@@ -292,31 +288,9 @@ def message_events(
     return queries.events_of_message(conn, team_id, message_id, since, until)
 
 
-def list_events(
-    conn: Connection,
-    *,
-    team_id: int,
-    types: Sequence[str] | None,
-    recipients_in: Sequence[str] | None,
-    request_id: str | None,
-    bounce_classes: Sequence[int] | None,
-    since: datetime,
-    until: datetime,
-    before_id: int | None,
-    limit: int,
-) -> tuple[Sequence[Row[Any]], int]:
-    return queries.events_page(
-        conn,
-        team_id,
-        types=types,
-        recipients_in=recipients_in,
-        request_id=request_id,
-        bounce_classes=bounce_classes,
-        since=since,
-        until=until,
-        before_id=before_id,
-        limit=limit,
-    )
+def list_events(conn: Connection, *, team_id: int, query: EventQuery) -> tuple[Sequence[Row[Any]], int]:
+    """One page of the team's events, newest first, and how many match in all."""
+    return queries.events_page(conn, team_id, query)
 
 
 # -- suppressions ---------------------------------------------------------------------------------------------

@@ -20,6 +20,19 @@ def insert_item(conn: Connection, *, kind: str, ref: str, run_at: datetime, now:
     return int(result.scalar_one())
 
 
+_CLAIMED = (work_items.c.id, work_items.c.kind, work_items.c.ref, work_items.c.attempts, work_items.c.created_at)
+
+
+def _lease(*, now: datetime, lease_until: datetime, token: str) -> dict[str, Any]:
+    return {
+        "status": "leased",
+        "lease_until": lease_until,
+        "lease_token": token,
+        "attempts": work_items.c.attempts + 1,
+        "updated_at": now,
+    }
+
+
 def claim(conn: Connection, *, now: datetime, limit: int, lease_until: datetime, token: str) -> Sequence[Row[Any]]:
     """Lease up to ``limit`` due items: queued ones whose time has come, and leased ones whose lease ran out.
 
@@ -36,14 +49,8 @@ def claim(conn: Connection, *, now: datetime, limit: int, lease_until: datetime,
     return conn.execute(
         update(work_items)
         .where(work_items.c.id.in_(candidates.scalar_subquery()))
-        .values(
-            status="leased",
-            lease_until=lease_until,
-            lease_token=token,
-            attempts=work_items.c.attempts + 1,
-            updated_at=now,
-        )
-        .returning(work_items.c.id, work_items.c.kind, work_items.c.ref, work_items.c.attempts, work_items.c.created_at)
+        .values(**_lease(now=now, lease_until=lease_until, token=token))
+        .returning(*_CLAIMED)
     ).fetchall()
 
 
@@ -56,14 +63,8 @@ def claim_one(conn: Connection, *, item_id: int, now: datetime, lease_until: dat
     return conn.execute(
         update(work_items)
         .where(work_items.c.id == item_id, due)
-        .values(
-            status="leased",
-            lease_until=lease_until,
-            lease_token=token,
-            attempts=work_items.c.attempts + 1,
-            updated_at=now,
-        )
-        .returning(work_items.c.id, work_items.c.kind, work_items.c.ref, work_items.c.attempts, work_items.c.created_at)
+        .values(**_lease(now=now, lease_until=lease_until, token=token))
+        .returning(*_CLAIMED)
     ).first()
 
 
