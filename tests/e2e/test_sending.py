@@ -69,7 +69,11 @@ def test_a_send_arrives_dkim_signed_with_every_part(
         subject="Your order ✓",
         text="Plain body",
         html="<p>HTML body</p>",
-        headers={"X-Campaign": "autumn"},
+        headers={
+            "X-Campaign": "autumn",
+            "List-Unsubscribe": "<https://sender.test/u/42>, <mailto:unsub@sender.test>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
         metadata={"order": "1234"},
         attachments=[Attachment(name="a.txt", type="text/plain", data="aGVsbG8=")],
     )
@@ -86,6 +90,10 @@ def test_a_send_arrives_dkim_signed_with_every_part(
     assert parsed["Cc"] == "carol@example.test"
     assert parsed["Bcc"] is None and b"bob@example.test" not in received.data
     assert parsed["X-Campaign"] == "autumn"
+    assert parsed["List-Unsubscribe"] == "<https://sender.test/u/42>, <mailto:unsub@sender.test>"
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    dkim_header = parsed["DKIM-Signature"].replace("\r\n", "").replace(" ", "")
+    assert "list-unsubscribe:list-unsubscribe-post" in dkim_header
     assert parsed["Message-ID"].startswith(f"<{response.request_id}.")
     assert parsed.get_body(("plain",)).get_content().strip() == "Plain body"
     assert parsed.get_body(("html",)).get_content().strip() == "<p>HTML body</p>"
@@ -168,6 +176,8 @@ def test_sending_from_an_unapproved_domain_is_refused(client: Lettr) -> None:
         ({"from": "n@sender.test", "to": ["a@example.test"], "subject": "s", "text": "t", "headers": {"From": "x@y.z"}}, "headers.From"),
         ({"from": "n@sender.test", "to": [f"r{i}@example.test" for i in range(51)], "subject": "s", "text": "t"}, "to"),
         ({"from": "n@sender.test", "to": ["a@example.test"], "subject": "s"}, "html"),
+        ({"from": "n@sender.test", "to": ["a@example.test"], "subject": "s", "text": "t", "headers": {"List-Unsubscribe": "http://x"}}, "headers.List-Unsubscribe"),
+        ({"from": "n@sender.test", "to": ["a@example.test"], "subject": "s", "text": "t", "headers": {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}}, "headers.List-Unsubscribe-Post"),
         ({"from": "n@sender.test", "to": ["a@example.test"], "subject": "s", "text": "t", "attachments": [{"name": "a", "type": "text/plain", "data": "not base64!"}]}, "attachments.0.data"),
     ],
 )  # fmt: skip

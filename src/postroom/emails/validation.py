@@ -42,9 +42,13 @@ _FORBIDDEN = re.compile(r"[\r\n\x00]")
 _PROTECTED_HEADERS = frozenset(
     {
         "from", "to", "cc", "bcc", "subject", "date", "message-id", "reply-to", "sender", "return-path",
-        "received", "mime-version", "dkim-signature", "x-msys-api", "list-unsubscribe", "list-unsubscribe-post",
+        "received", "mime-version", "dkim-signature", "x-msys-api",
     }
 )  # fmt: skip
+# List-Unsubscribe is sent when the caller asks for it in ``headers``, in RFC 2369/8058 form only: one or more
+# <https://…> or <mailto:…> URIs, and the one-click Post header with its single allowed value.
+_LIST_UNSUBSCRIBE = re.compile(r"<(?:https://|mailto:)[^<>\s]+>(?:\s*,\s*<(?:https://|mailto:)[^<>\s]+>)*")
+_ONE_CLICK = "List-Unsubscribe=One-Click"
 _KNOWN_FIELDS = frozenset(
     {
         "from", "from_name", "to", "cc", "bcc", "reply_to", "reply_to_name", "subject", "html", "text", "amp_html",
@@ -258,6 +262,15 @@ def _parse(body: dict[str, Any], errors: _Errors) -> SendRequest | None:
             errors.add(f"headers.{name}", "The header value must not contain line breaks or NUL characters.")
         elif len(value) > 998:
             errors.add(f"headers.{name}", "The header value must not be greater than 998 characters.")
+        elif name.lower() == "list-unsubscribe" and not _LIST_UNSUBSCRIBE.fullmatch(value.strip()):
+            errors.add(f"headers.{name}", "List-Unsubscribe must be one or more <https://…> or <mailto:…> URIs.")
+        elif name.lower() == "list-unsubscribe-post" and value.strip() != _ONE_CLICK:
+            errors.add(f"headers.{name}", f"List-Unsubscribe-Post must be exactly '{_ONE_CLICK}'.")
+    lowered = {n.lower() for n in headers}
+    if "list-unsubscribe-post" in lowered and "list-unsubscribe" not in lowered:
+        errors.add(
+            "headers.List-Unsubscribe-Post", "List-Unsubscribe-Post needs a List-Unsubscribe header with an https URI."
+        )
 
     substitution_data = body.get("substitution_data")
     if substitution_data is not None and not isinstance(substitution_data, dict):
