@@ -12,7 +12,7 @@ from postroom.models import api_keys
 
 
 def insert_key(conn: Connection, values: dict[str, Any]) -> None:
-    conn.execute(api_keys.insert().values(**values))
+    conn.execute(api_keys.insert(), values)
 
 
 _KEY_BY_DIGEST = select(api_keys).where(api_keys.c.digest == bindparam("digest"))  # built once: on every request

@@ -65,7 +65,7 @@ def guard_lookup(
 
 
 def insert_failure(conn: Connection, values: dict[str, Any]) -> None:
-    conn.execute(auth_failures.insert().values(**values))
+    conn.execute(auth_failures.insert(), values)
 
 
 def count_counted_failures(conn: Connection, ip: str, since: datetime) -> int:

@@ -27,7 +27,7 @@ def domains_in_team(conn: Connection, team_id: int | None) -> Sequence[Row[Any]]
 
 
 def insert_domain(conn: Connection, values: dict[str, Any]) -> None:
-    conn.execute(domains.insert().values(**values))
+    conn.execute(domains.insert(), values)
 
 
 def update_domain(conn: Connection, domain_id: str, values: dict[str, Any]) -> None:

@@ -10,14 +10,20 @@ from sqlalchemy import Connection, Row, and_, func, or_, select, update
 
 from postroom.models import work_items
 
+_INSERT_ITEM = work_items.insert().returning(work_items.c.id)
+
 
 def insert_item(conn: Connection, *, kind: str, ref: str, run_at: datetime, now: datetime) -> int:
-    result = conn.execute(
-        work_items.insert()
-        .values(kind=kind, ref=ref, status="queued", attempts=0, run_at=run_at, created_at=now, updated_at=now)
-        .returning(work_items.c.id)
-    )
-    return int(result.scalar_one())
+    row = {
+        "kind": kind,
+        "ref": ref,
+        "status": "queued",
+        "attempts": 0,
+        "run_at": run_at,
+        "created_at": now,
+        "updated_at": now,
+    }
+    return int(conn.execute(_INSERT_ITEM, row).scalar_one())
 
 
 _CLAIMED = (work_items.c.id, work_items.c.kind, work_items.c.ref, work_items.c.attempts, work_items.c.created_at)
@@ -33,25 +39,34 @@ def _lease(*, now: datetime, lease_until: datetime, token: str) -> dict[str, Any
     }
 
 
-def claim(conn: Connection, *, now: datetime, limit: int, lease_until: datetime, token: str) -> Sequence[Row[Any]]:
-    """Lease up to ``limit`` due items: queued ones whose time has come, and leased ones whose lease ran out.
+def claim(conn: Connection, *, now: datetime, limit: int, lease_until: datetime, token: str) -> list[Row[Any]]:
+    """Lease up to ``limit`` due items: leased ones whose lease ran out (a crashed worker's), then queued ones whose
+    time has come, oldest first.
 
-    On PostgreSQL ``SKIP LOCKED`` lets several workers claim at once without taking the same rows; on SQLite the
-    write lock of ``BEGIN IMMEDIATE`` does the same job.
+    Two statements, each walking the ``(status, run_at)`` index, rather than one with an OR that makes SQLite read
+    and sort every due row. On PostgreSQL ``SKIP LOCKED`` lets several workers claim at once without taking the
+    same rows; on SQLite the write lock of ``BEGIN IMMEDIATE`` does the same job.
     """
-    due = or_(
-        and_(work_items.c.status == "queued", work_items.c.run_at <= now),
+    claimed: list[Row[Any]] = []
+    for due in (
         and_(work_items.c.status == "leased", work_items.c.lease_until < now),
-    )
-    candidates = select(work_items.c.id).where(due).order_by(work_items.c.run_at).limit(limit)
-    if conn.dialect.name == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    return conn.execute(
-        update(work_items)
-        .where(work_items.c.id.in_(candidates.scalar_subquery()))
-        .values(**_lease(now=now, lease_until=lease_until, token=token))
-        .returning(*_CLAIMED)
-    ).fetchall()
+        and_(work_items.c.status == "queued", work_items.c.run_at <= now),
+    ):
+        room = limit - len(claimed)
+        if room <= 0:
+            break
+        candidates = select(work_items.c.id).where(due).order_by(work_items.c.run_at).limit(room)
+        if conn.dialect.name == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        claimed.extend(
+            conn.execute(
+                update(work_items)
+                .where(work_items.c.id.in_(candidates.scalar_subquery()))
+                .values(**_lease(now=now, lease_until=lease_until, token=token))
+                .returning(*_CLAIMED)
+            ).fetchall()
+        )
+    return claimed
 
 
 def claim_one(conn: Connection, *, item_id: int, now: datetime, lease_until: datetime, token: str) -> Row[Any] | None:
