@@ -39,7 +39,6 @@ import os
 import platform
 import secrets
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -51,63 +50,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _support import cpu_seconds, filesystem_of, free_port, stop_mp, stop_popen  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 MAIL_HOSTNAME = "postroom.bench"
 SENDER_DOMAIN = "sender.test"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 INSERT_EMAIL = "INSERT INTO emails (request_id, body, created_at) VALUES (?, ?, ?)"
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def filesystem_of(path: Path) -> str:
-    """The mount (device and type) ``path`` lives on: fsync cost, and so SQLite's commit cost, depends on it."""
-    best = ("?", "?", "")
-    for line in Path("/proc/mounts").read_text().splitlines():
-        device, mount, fstype = line.split()[:3]
-        if str(path.resolve()).startswith(mount.rstrip("/") + "/") and len(mount) >= len(best[2]):
-            best = (device, fstype, mount)
-    return f"{best[1]} on {best[0]}"
-
-
 def subprocess_env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSTROOM_")}
     env.update(extra)
     return env
-
-
-def stop_popen(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def stop_mp(process: multiprocessing.process.BaseProcess) -> None:
-    """A finished child exits at once; one still running (we are unwinding an error) gets SIGTERM after 3 s."""
-    process.join(timeout=3)
-    if process.is_alive():
-        process.terminate()
-        process.join(timeout=10)
-    if process.is_alive():
-        process.kill()
-        process.join()
 
 
 def wait_http_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 60) -> None:

@@ -1,0 +1,55 @@
+"""What the benchmarks share: process bookkeeping on Linux (/proc) and clean shutdown of child processes."""
+
+from __future__ import annotations
+
+import multiprocessing.process
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def filesystem_of(path: Path) -> str:
+    """The mount (device and type) ``path`` lives on: fsync cost, and so SQLite's commit cost, depends on it."""
+    best = ("?", "?", "")
+    for line in Path("/proc/mounts").read_text().splitlines():
+        device, mount, fstype = line.split()[:3]
+        if str(path.resolve()).startswith(mount.rstrip("/") + "/") and len(mount) >= len(best[2]):
+            best = (device, fstype, mount)
+    return f"{best[1]} on {best[0]}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_popen(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Terminate a child process and wait; kill it if it does not stop in ``timeout`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def stop_mp(process: multiprocessing.process.BaseProcess) -> None:
+    """A finished child exits at once; one still running (we are unwinding an error) gets SIGTERM after 3 s."""
+    process.join(timeout=3)
+    if process.is_alive():
+        process.terminate()
+        process.join(timeout=10)
+    if process.is_alive():
+        process.kill()
+        process.join()
