@@ -85,11 +85,31 @@ class DeliveryTasks:
             pool=self._pool,
         )
         now = utcnow()
-        retry_at = await self._db.write(lambda conn: self._record(conn, message, pending.recipients, result, item, now))
-        if retry_at is None:
-            return WorkResult.done()
+        recipients = pending.recipients
+
+        def record(conn: Connection) -> None:
+            self._record(conn, message, recipients, result, now)
+
+        if not self._must_retry(message, result, now):
+            return WorkResult.done(record)
+        retry_at = retry.next_attempt(
+            attempts=item.attempts,
+            now=now,
+            base_seconds=self._settings.retry_base_seconds,
+            max_seconds=self._settings.retry_max_seconds,
+        )
         failures = "; ".join(f"{r}: {o.reason}" for r, o in result.failed.items())
-        return WorkResult.retry(retry_at, failures[:1000])
+        return WorkResult.retry(retry_at, failures[:1000], record)
+
+    def _expired(self, message: Any, now: datetime) -> bool:
+        return retry.expired(
+            created_at=message.created_at, now=now, lifetime_seconds=self._settings.delivery_lifetime_seconds
+        )
+
+    def _must_retry(self, message: Any, result: SessionResult, now: datetime) -> bool:
+        """Whether some recipient failed temporarily and the message is still within its delivery lifetime."""
+        temporary = any(o.kind is OutcomeKind.TEMPORARY for o in result.failed.values())
+        return temporary and not self._expired(message, now)
 
     def _record(
         self,
@@ -97,16 +117,11 @@ class DeliveryTasks:
         message: Any,
         recipients: list[Any],
         result: SessionResult,
-        item: WorkItem,
         now: datetime,
-    ) -> datetime | None:
-        """Write each recipient's outcome and event; the time to retry the deferred ones, if any."""
-        settings = self._settings
+    ) -> None:
+        """Write each recipient's outcome and event (deferred recipients come back with the work item's retry)."""
         queue_time = int((now - message.created_at).total_seconds() * 1000)
-        expired = retry.expired(
-            created_at=message.created_at, now=now, lifetime_seconds=settings.delivery_lifetime_seconds
-        )
-        retry_needed = False
+        expired = self._expired(message, now)
         for recipient in recipients:
             common = {"rcpt_type": recipient.rcpt_type, "num_retries": recipient.attempts}
 
@@ -143,7 +158,6 @@ class DeliveryTasks:
             if outcome.kind is OutcomeKind.TEMPORARY and not expired:
                 if email_queries.move_recipient(conn, recipient.id, "deferred", now=now, error=outcome.reason):
                     event(EventType.DELAY, outcome.bounce_class, {**details, "queue_time": queue_time})
-                retry_needed = True
                 continue
             if outcome.kind is OutcomeKind.TEMPORARY:
                 details["reason"] = f"Delivery time expired after {recipient.attempts + 1} attempts: {outcome.reason}"
@@ -158,14 +172,6 @@ class DeliveryTasks:
                         source=f"{message.request_id}: {outcome.reason}"[:500],
                         now=now,
                     )
-        if not retry_needed:
-            return None
-        return retry.next_attempt(
-            attempts=item.attempts,
-            now=now,
-            base_seconds=settings.retry_base_seconds,
-            max_seconds=settings.retry_max_seconds,
-        )
 
     async def release_scheduled(self, item: WorkItem) -> WorkResult:
         """Turn a scheduled send into a transmission at its time; a send that can no longer go out is ``failed``."""

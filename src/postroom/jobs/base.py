@@ -40,18 +40,23 @@ class WorkItem:
 
 @dataclass(frozen=True, slots=True)
 class WorkResult:
-    """What a handler decided: finished, or look again at ``retry_at``."""
+    """What a handler decided: finished, or look again at ``retry_at``.
+
+    ``record`` is written in the same transaction as the item's new status, so what the handler learned (a
+    delivery, a bounce) and the item's outcome are committed together.
+    """
 
     retry_at: datetime | None = None
     error: str | None = None
+    record: Callable[[Connection], None] | None = None
 
     @classmethod
-    def done(cls) -> WorkResult:
-        return cls()
+    def done(cls, record: Callable[[Connection], None] | None = None) -> WorkResult:
+        return cls(record=record)
 
     @classmethod
-    def retry(cls, at: datetime, error: str) -> WorkResult:
-        return cls(retry_at=at, error=error)
+    def retry(cls, at: datetime, error: str, record: Callable[[Connection], None] | None = None) -> WorkResult:
+        return cls(retry_at=at, error=error, record=record)
 
 
 Handler = Callable[[WorkItem], Awaitable[WorkResult]]
@@ -78,6 +83,10 @@ def record_outcome(conn: Connection, *, item: WorkItem, token: str, result: Work
 
     A retry on PostgreSQL also enqueues the pgqueuer job that will bring the item back at ``retry_at``.
     """
+    if result.record is not None:
+        # Recorded even when the lease was lost: outcomes only move a recipient forward, and forgetting a
+        # delivery that happened would send it again.
+        result.record(conn)
     if result.retry_at is None:
         values: dict[str, object] = {"status": "done", "updated_at": now, "last_error": result.error}
     else:
