@@ -5,13 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
 
 from postroom.models import domains
 
+_DOMAIN_IN_TEAM = select(domains).where(
+    domains.c.team_id == bindparam("team_id"), domains.c.domain == bindparam("name")
+)
+
 
 def domain_in_team(conn: Connection, team_id: int, name: str) -> Row[Any] | None:
-    return conn.execute(select(domains).where(domains.c.team_id == team_id, domains.c.domain == name)).first()
+    return conn.execute(_DOMAIN_IN_TEAM, {"team_id": team_id, "name": name}).first()
 
 
 def domain_anywhere(conn: Connection, name: str) -> Row[Any] | None:

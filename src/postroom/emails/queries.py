@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, select, update
 
 from postroom.models import (
     email_events,
@@ -36,9 +36,21 @@ def insert_recipient(conn: Connection, values: dict[str, Any]) -> int:
     return int(conn.execute(_INSERT_RECIPIENT, values).scalar_one())
 
 
+_MESSAGE_BY_ID = select(messages).where(messages.c.id == bindparam("message_id"))
+_PENDING_RECIPIENTS = (
+    select(recipients)
+    .where(
+        recipients.c.message_id == bindparam("message_id"),
+        recipients.c.domain == bindparam("domain"),
+        recipients.c.status.in_(("queued", "deferred")),
+    )
+    .order_by(recipients.c.id)
+)
+
+
 def message_by_id(conn: Connection, message_id: str) -> Row[Any] | None:
     """For job handlers, which carry ids the system itself wrote."""
-    return conn.execute(select(messages).where(messages.c.id == message_id)).first()
+    return conn.execute(_MESSAGE_BY_ID, {"message_id": message_id}).first()
 
 
 def message_by_request_id(conn: Connection, team_id: int, request_id: str) -> Row[Any] | None:
@@ -48,15 +60,7 @@ def message_by_request_id(conn: Connection, team_id: int, request_id: str) -> Ro
 
 
 def pending_recipients(conn: Connection, message_id: str, domain: str) -> Sequence[Row[Any]]:
-    return conn.execute(
-        select(recipients)
-        .where(
-            recipients.c.message_id == message_id,
-            recipients.c.domain == domain,
-            recipients.c.status.in_(("queued", "deferred")),
-        )
-        .order_by(recipients.c.id)
-    ).fetchall()
+    return conn.execute(_PENDING_RECIPIENTS, {"message_id": message_id, "domain": domain}).fetchall()
 
 
 def recipients_of(conn: Connection, message_id: str) -> Sequence[Row[Any]]:
