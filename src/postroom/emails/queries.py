@@ -193,15 +193,16 @@ def delete_expired_idempotency_records(conn: Connection, now: datetime) -> None:
 # -- suppressions ---------------------------------------------------------------------------------------------
 
 
+_SUPPRESSED_AMONG = select(suppressions.c.email).where(
+    suppressions.c.team_id == bindparam("team_id"), suppressions.c.email.in_(bindparam("emails", expanding=True))
+)
+
+
 def suppressed_among(conn: Connection, team_id: int, addresses: Sequence[str]) -> set[str]:
     """Which of ``addresses`` (compared lower-case) the team's suppression list holds."""
     if not addresses:
         return set()
-    rows = conn.execute(
-        select(suppressions.c.email).where(
-            suppressions.c.team_id == team_id, suppressions.c.email.in_([a.lower() for a in addresses])
-        )
-    )
+    rows = conn.execute(_SUPPRESSED_AMONG, {"team_id": team_id, "emails": [a.lower() for a in addresses]})
     return set(rows.scalars())
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -115,7 +115,7 @@ class SendRequest:
         return listed
 
     def to_json(self) -> str:
-        return msgspec.json.encode(asdict(self)).decode()
+        return msgspec.json.encode(self).decode()  # msgspec encodes dataclasses natively, nested ones too
 
     @classmethod
     def from_json(cls, text: str) -> SendRequest:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import Connection, Row, bindparam, func, select
 
 from postroom.models import projects, teams
 
@@ -45,13 +45,16 @@ def projects_page(conn: Connection, team_id: int, *, offset: int, limit: int) ->
     ).fetchall()
 
 
+_DEFAULT_PROJECT = (
+    select(projects.c.id)
+    .where(projects.c.team_id == bindparam("team_id"), projects.c.is_default.is_(True))
+    .order_by(projects.c.id)
+    .limit(1)
+)  # every send asks: built once
+
+
 def default_project_id(conn: Connection, team_id: int) -> int | None:
-    return conn.execute(
-        select(projects.c.id)
-        .where(projects.c.team_id == team_id, projects.c.is_default.is_(True))
-        .order_by(projects.c.id)
-        .limit(1)
-    ).scalar()
+    return conn.execute(_DEFAULT_PROJECT, {"team_id": team_id}).scalar()
 
 
 def project_in_team(conn: Connection, team_id: int, project_id: int) -> bool:
