@@ -6,7 +6,9 @@ import multiprocessing.process
 import os
 import socket
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -53,3 +55,30 @@ def stop_mp(process: multiprocessing.process.BaseProcess) -> None:
     if process.is_alive():
         process.kill()
         process.join()
+
+
+def serve_smtp_until(handler: Any, stop: Any, report_port: Callable[[int], None]) -> None:
+    """Run an aiosmtpd server with ``handler`` on a free loopback port until ``stop`` is set.
+
+    The port (or -1 when none could be bound) is handed to ``report_port`` once the server listens.
+    """
+    from aiosmtpd.controller import Controller
+
+    controller = None
+    for _ in range(10):
+        port = free_port()
+        controller = Controller(handler, hostname="127.0.0.1", port=port, server_hostname="sink.bench")
+        try:
+            controller.start()
+        except Exception:  # the port was taken between free_port() and bind: try another
+            controller = None
+            continue
+        report_port(port)
+        break
+    if controller is None:
+        report_port(-1)
+        return
+    try:
+        stop.wait()
+    finally:
+        controller.stop()

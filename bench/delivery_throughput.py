@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _support import cpu_seconds, filesystem_of, free_port, stop_mp, stop_popen  # noqa: E402
+from _support import cpu_seconds, filesystem_of, serve_smtp_until, stop_mp, stop_popen  # noqa: E402
 
 MAIL_HOSTNAME = "postroom.bench"
 SENDER_DOMAIN = "sender.test"
@@ -93,7 +93,6 @@ class SinkCounters:
 
 
 def _sink_main(counters: SinkCounters, stop: Any) -> None:
-    from aiosmtpd.controller import Controller
 
     class Counting:
         async def handle_EHLO(
@@ -114,24 +113,10 @@ def _sink_main(counters: SinkCounters, stop: Any) -> None:
                 counters.last_at.value = now
             return "250 2.0.0 OK discarded"
 
-    controller = None
-    for _ in range(10):
-        port = free_port()
-        controller = Controller(Counting(), hostname="127.0.0.1", port=port, server_hostname="sink.bench")
-        try:
-            controller.start()
-        except Exception:  # the port was taken between free_port() and bind: try another
-            controller = None
-            continue
+    def report(port: int) -> None:
         counters.port.value = port
-        break
-    if controller is None:
-        counters.port.value = -1
-        return
-    try:
-        stop.wait()
-    finally:
-        controller.stop()
+
+    serve_smtp_until(Counting(), stop, report)
 
 
 @contextlib.contextmanager

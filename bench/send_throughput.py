@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _support import cpu_seconds, filesystem_of, free_port, stop_mp, stop_popen  # noqa: E402
+from _support import cpu_seconds, filesystem_of, free_port, serve_smtp_until, stop_mp, stop_popen  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIL_HOSTNAME = "postroom.bench"
@@ -94,7 +94,6 @@ def percentile(ordered: list[float], q: float) -> float:
 
 
 def _sink_main(port_box: Any, delivered: Any, stop: Any) -> None:
-    from aiosmtpd.controller import Controller
 
     class Discard:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -102,24 +101,10 @@ def _sink_main(port_box: Any, delivered: Any, stop: Any) -> None:
                 delivered.value += 1
             return "250 2.0.0 OK discarded"
 
-    controller = None
-    for _ in range(10):
-        port = free_port()
-        controller = Controller(Discard(), hostname="127.0.0.1", port=port, server_hostname="sink.bench")
-        try:
-            controller.start()
-        except Exception:  # the port was taken between free_port() and bind: try another
-            controller = None
-            continue
+    def report(port: int) -> None:
         port_box.value = port
-        break
-    if controller is None:
-        port_box.value = -1
-        return
-    try:
-        stop.wait()
-    finally:
-        controller.stop()
+
+    serve_smtp_until(Discard(), stop, report)
 
 
 @contextlib.contextmanager

@@ -12,11 +12,12 @@
     ├── IdempotencyConflict            409     {"message": ..., "error_code": "idempotency_key_conflict"}
     ├── IdempotencyInProgress          409     {"message": ..., "error_code": "idempotency_in_progress"} + Retry-After
     ├── ScheduleCancellationFailed     409     {"message": ..., "error_code": "schedule_cancellation_failed"}
+    ├── ResourceAlreadyExists          409     {"message": ..., "error_code": "resource_already_exists"}
+    ├── MethodNotAllowed               405     {"message": "Method not allowed.", "error_code": "method_not_allowed"}
     ├── ValidationFailed               422     {"message": "Validation failed.", "error_code": ..., "errors": {...}}
-    ├── NotFound                       404     {"message": ..., "error_code": "not_found"}
-    │   ├── EmailNotFound, ScheduledEmailNotFound, DomainNotFound
-    │   └── TemplateNotFound                   {"message": ..., "error_code": "template_not_found"}
-    └── ServiceUnavailable             503     {"message": ..., "error_code": "service_unavailable"}
+    └── NotFound                       404     {"message": ..., "error_code": "not_found"}
+        ├── EmailNotFound, ScheduledEmailNotFound, DomainNotFound
+        └── TemplateNotFound                   {"message": ..., "error_code": "template_not_found"}
 
 401 bodies and the IP 403 carry no ``error_code``, exactly as Lettr answers them.
 Services raise these; they never build responses themselves.
@@ -104,12 +105,6 @@ class MethodNotAllowed(PostroomError):
     status = 405
     default_message = "Method not allowed."
     error_code = "method_not_allowed"
-
-
-class ServiceUnavailable(PostroomError):
-    status = 503
-    default_message = "The service is temporarily unavailable. Please try again later."
-    error_code = "service_unavailable"
 
 
 class EmailNotFound(NotFound):

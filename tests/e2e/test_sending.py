@@ -122,7 +122,11 @@ def test_temporary_failures_are_retried_until_delivered(client: Lettr, sink: Smt
     assert all(e.bounce_class is not None and e.reason for e in delays)
 
 
-def test_a_permanent_failure_bounces_and_suppresses(client: Lettr, sink: SmtpSink, server: Server) -> None:
+def test_a_permanent_failure_bounces_and_suppresses(
+    server: Server, sink: SmtpSink, backend: Backend, sending_domain: SendingDomain
+) -> None:
+    key = backend.create_key().key
+    client = Lettr(key, base_url=server.api_url)
     sink.reject_recipient("gone@example.test", 550, "5.1.1 The email account that you tried to reach does not exist")
     first = client.emails.send(
         from_email="news@sender.test", to=["gone@example.test", "ok@example.test"], subject="Hi", text="x"
@@ -148,7 +152,6 @@ def test_a_permanent_failure_bounces_and_suppresses(client: Lettr, sink: SmtpSin
     assert len(sink.messages) == 1  # nothing more was sent
 
     with http_from() as http:
-        key = client._client._api_key  # the same key the SDK uses
         listed = http.get(server.api_url + "/suppressions", headers=bearer(key)).json()
         assert "gone@example.test" in [s["email"] for s in listed["data"]["suppressions"]]
         removed = http.delete(server.api_url + "/suppressions/gone@example.test", headers=bearer(key))
@@ -201,7 +204,11 @@ def test_an_oversized_body_gets_413_before_it_is_read(server: Server, backend: B
     assert response.status_code == 413
 
 
-def test_idempotency_replays_conflicts_and_reports_in_progress(client: Lettr, sink: SmtpSink, backend: Backend) -> None:
+def test_idempotency_replays_conflicts_and_reports_in_progress(
+    server: Server, sink: SmtpSink, backend: Backend, sending_domain: SendingDomain
+) -> None:
+    created = backend.create_key()  # idempotency records belong to one key: this test holds one as that key
+    client = Lettr(created.key, base_url=server.api_url)
     send = {"from_email": "news@sender.test", "to": ["idem@example.test"], "subject": "Once", "text": "x"}
     first = client.emails.send(**send, idempotency_key="order-1")
     again = client.emails.send(**send, idempotency_key="order-1")
@@ -215,11 +222,10 @@ def test_idempotency_replays_conflicts_and_reports_in_progress(client: Lettr, si
     from postroom.core.clock import utcnow
     from postroom.emails import idempotency
 
-    record = backend.read(lambda conn: _key_record_id(conn, client._client._api_key))
     body = {"from": "news@sender.test", "to": ["idem@example.test"], "subject": "Held", "text": "x"}
     backend.write(
         lambda conn: idempotency.claim(
-            conn, team_id=backend.team_id, api_key_id=record, key="held", fingerprint=idempotency.fingerprint(body),
+            conn, team_id=backend.team_id, api_key_id=created.record.id, key="held", fingerprint=idempotency.fingerprint(body),
             now=utcnow(),
         )
     )  # fmt: skip
@@ -228,15 +234,6 @@ def test_idempotency_replays_conflicts_and_reports_in_progress(client: Lettr, si
             from_email="news@sender.test", to=["idem@example.test"], subject="Held", text="x", idempotency_key="held"
         )
     assert excinfo.value.retry_after == 1
-
-
-def _key_record_id(conn: Connection, key: str) -> str:
-    from postroom.apikeys import service
-    from postroom.auth.keys import key_digest
-
-    record = service.find_by_digest(conn, key_digest(key))
-    assert record is not None
-    return record.id
 
 
 def test_twenty_identical_concurrent_sends_make_one_message(

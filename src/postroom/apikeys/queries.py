@@ -6,21 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, select, update
+from sqlalchemy import Connection, Row, select, update
 
 from postroom.models import api_keys
 
 
 def insert_key(conn: Connection, values: dict[str, Any]) -> None:
     conn.execute(api_keys.insert(), values)
-
-
-_KEY_BY_DIGEST = select(api_keys).where(api_keys.c.digest == bindparam("digest"))  # built once: on every request
-
-
-def key_by_digest(conn: Connection, digest: bytes) -> Row[Any] | None:
-    """The key presented as a credential; the digest itself identifies the team, so no tenant filter applies."""
-    return conn.execute(_KEY_BY_DIGEST, {"digest": digest}).first()
 
 
 def key_in_team(conn: Connection, team_id: int, key_id: str) -> Row[Any] | None:

@@ -260,11 +260,5 @@ def rotate_key(
     return created, _load(conn, old.id, team_id=None)
 
 
-def find_by_digest(conn: Connection, digest: bytes) -> ApiKeyRecord | None:
-    """The key whose digest is ``digest``, whatever its state; the guard decides what the state means."""
-    row = queries.key_by_digest(conn, digest)
-    return None if row is None else ApiKeyRecord.from_row(row)
-
-
 def record_use(conn: Connection, *, key_id: str, used_at: datetime, ip: str | None) -> None:
     queries.record_use(conn, key_id, used_at, ip)

@@ -29,7 +29,6 @@ log = logging.getLogger("postroom.delivery")
 class SessionResult:
     delivered: list[str] = field(default_factory=list)
     failed: dict[str, Outcome] = field(default_factory=dict)
-    host: str | None = None
     tls: bool = False
 
 
@@ -180,13 +179,11 @@ async def deliver(
         try:
             errors, tls = await pool.send(target, envelope_from, recipients, message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            return SessionResult(
-                failed={r.recipient: classify_reply(r.code, r.message) for r in exc.recipients}, host=target.host
-            )
+            return SessionResult(failed={r.recipient: classify_reply(r.code, r.message) for r in exc.recipients})
         except (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPDataError, aiosmtplib.SMTPHeloError) as exc:
             outcome = classify_reply(exc.code, exc.message)
             if outcome.kind is OutcomeKind.PERMANENT:
-                return SessionResult(failed=dict.fromkeys(recipients, outcome), host=target.host)
+                return SessionResult(failed=dict.fromkeys(recipients, outcome))
             last = outcome
             continue
         except aiosmtplib.SMTPResponseException as exc:  # e.g. a 421 greeting
@@ -198,7 +195,7 @@ async def deliver(
         except (aiosmtplib.SMTPServerDisconnected, ConnectionError, OSError, aiosmtplib.SMTPException) as exc:
             last = classify_connection_error("connect", f"{target.host} ({target.address}): {exc}")
             continue
-        result = SessionResult(host=target.host, tls=tls)
+        result = SessionResult(tls=tls)
         for recipient in recipients:
             if recipient in errors:
                 result.failed[recipient] = classify_reply(errors[recipient].code, errors[recipient].message)

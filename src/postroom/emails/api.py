@@ -71,18 +71,14 @@ async def send_email(request: Request[Any, Any, State], state: State, api_key: C
 
     try:
         response = await db.write(accept)
-    except PostroomError as error:
-        if record_id is not None:
-            held, status, error_body = record_id, error.status, error.body()
-            if status < 500:  # a 4xx is the answer to this payload: replay it
-                await db.write(lambda conn: idempotency.complete(conn, record_id=held, status=status, body=error_body))
-            else:
-                await db.write(lambda conn: idempotency.release(conn, record_id=held))
-        raise
-    except BaseException:
+    except BaseException as error:
         if record_id is not None:
             held = record_id
-            await db.write(lambda conn: idempotency.release(conn, record_id=held))
+            if isinstance(error, PostroomError) and error.status < 500:  # a 4xx answers this payload: replay it
+                status, error_body = error.status, error.body()
+                await db.write(lambda conn: idempotency.complete(conn, record_id=held, status=status, body=error_body))
+            else:  # a server error or a crash: let the caller's retry run the request again
+                await db.write(lambda conn: idempotency.release(conn, record_id=held))
         raise
     state.wake_worker()
     return Response(response, status_code=200)

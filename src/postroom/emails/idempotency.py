@@ -60,7 +60,7 @@ def claim(
         queries.delete_idempotency_record(conn, record.id)
         record = None
     if record is None:
-        queries.insert_idempotency_record(
+        return queries.insert_idempotency_record(
             conn,
             {
                 "team_id": team_id,
@@ -73,9 +73,6 @@ def claim(
                 "expires_at": now + RETENTION,
             },
         )
-        found = queries.idempotency_record(conn, team_id, api_key_id, key)
-        assert found is not None
-        return int(found.id)
     if record.fingerprint != fingerprint:
         raise IdempotencyConflict()
     if record.status == "done":

@@ -174,8 +174,8 @@ def idempotency_record(conn: Connection, team_id: int, api_key_id: str, key: str
     ).first()
 
 
-def insert_idempotency_record(conn: Connection, values: dict[str, Any]) -> None:
-    conn.execute(idempotency_keys.insert(), values)
+def insert_idempotency_record(conn: Connection, values: dict[str, Any]) -> int:
+    return int(conn.execute(idempotency_keys.insert().returning(idempotency_keys.c.id), values).scalar_one())
 
 
 def update_idempotency_record(conn: Connection, record_id: int, values: dict[str, Any]) -> None:

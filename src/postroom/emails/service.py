@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import msgspec
@@ -33,7 +34,9 @@ from postroom.jobs.base import WorkKind, enqueue
 from postroom.teams import service as teams_service
 
 
-class EventType:
+class EventType(StrEnum):
+    """The event types Postroom records itself (``EVENT_TYPES`` lists every type the API filters on)."""
+
     INJECTION = "injection"
     DELIVERY = "delivery"
     DELAY = "delay"

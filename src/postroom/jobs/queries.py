@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, or_, select, update
+from sqlalchemy import Connection, Row, and_, or_, select, update
 
 from postroom.models import work_items
 
@@ -105,15 +105,3 @@ def finish(conn: Connection, *, item_id: int, token: str, values: dict[str, Any]
         .values(lease_until=None, lease_token=None, **values)
     )
     return result.rowcount == 1
-
-
-def next_due(conn: Connection) -> datetime | None:
-    return conn.execute(select(func.min(work_items.c.run_at)).where(work_items.c.status == "queued")).scalar()
-
-
-def pending_count(conn: Connection) -> int:
-    return int(
-        conn.execute(
-            select(func.count()).select_from(work_items).where(work_items.c.status.in_(("queued", "leased")))
-        ).scalar_one()
-    )
