@@ -32,19 +32,30 @@ from postroom.auth.scopes import PUBLIC, ROUTE_SCOPES
 from postroom.config import Settings
 from postroom.dashboard import routes as dashboard
 from postroom.db.engine import Database
+from postroom.domains import api as domains_api
 from postroom.emails import api as emails_api
 from postroom.errors import MethodNotAllowed, NotFound, PostroomError, ValidationFailed
 from postroom.observability import metrics as prom
 from postroom.system import api as system_api
 from postroom.system.metrics import metrics
 from postroom.teams import api as teams_api
+from postroom.templates import api as templates_api
+from postroom.webhooks import api as webhooks_api
 
 log = logging.getLogger("postroom.app")
 
 MAX_REQUEST_BODY = 12 * 1024 * 1024
 """Larger bodies get 413 before they are read: 10 MB of attachments plus the rest of a send."""
 
-API_HANDLERS = [system_api.health, system_api.auth_check, teams_api.list_projects, *emails_api.HANDLERS]
+API_HANDLERS = [
+    system_api.health,
+    system_api.auth_check,
+    teams_api.list_projects,
+    *emails_api.HANDLERS,
+    *domains_api.HANDLERS,
+    *templates_api.HANDLERS,
+    *webhooks_api.HANDLERS,
+]
 
 
 def _error_response(error: PostroomError) -> Response[Any]:

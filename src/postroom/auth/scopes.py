@@ -77,6 +77,9 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], RouteScope]] = {
     ("DELETE", "/api/emails/scheduled/{request_id}"): Scope.EMAILS_CANCEL,
     ("GET", "/api/suppressions"): Scope.SUPPRESSIONS_READ,
     ("DELETE", "/api/suppressions/{email}"): Scope.SUPPRESSIONS_WRITE,
+    # domains
+    # templates and folders
+    # webhooks
 }
 """(method, path template) → the scope the route needs, or PUBLIC. The only place scopes are assigned."""
 

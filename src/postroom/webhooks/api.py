@@ -1,0 +1,7 @@
+"""HTTP routes for webhooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HANDLERS: list[Any] = []
