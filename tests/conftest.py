@@ -142,9 +142,9 @@ def loop_thread() -> Iterator[LoopThread]:
 
 def _make_backend(name: str, tmp: Path, loop: LoopThread) -> Backend:
     cleanup: list[Callable[[], None]] = []
-    if name == "sqlite":
-        env = {"POSTROOM_DATA_DIR": str(tmp / "data")}
-    else:
+    # Every process of one backend (server, CLI, workers) shares the data directory and the server secret.
+    env = {"POSTROOM_DATA_DIR": str(tmp / "data"), "POSTROOM_SECRET_KEY": secrets.token_hex(32)}
+    if name != "sqlite":
         if not PG_ADMIN_URL:
             if os.environ.get("POSTROOM_REQUIRE_POSTGRES") == "1":
                 pytest.fail("POSTROOM_REQUIRE_POSTGRES=1 but POSTROOM_TEST_POSTGRES_URL is not set")
@@ -162,7 +162,7 @@ def _make_backend(name: str, tmp: Path, loop: LoopThread) -> Backend:
 
         loop.run(admin(f'CREATE DATABASE "{database}"'))
         cleanup.append(lambda: loop.run(admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')))
-        env = {"POSTROOM_DATABASE_URL": PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database}
+        env["POSTROOM_DATABASE_URL"] = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database
     settings = load_settings(env)
     db = open_database(settings)
     loop.run(db.migrate(_ensure_default))

@@ -11,8 +11,10 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
+from postroom.core.crypto import load_server_secret
 from postroom.core.netaddr import AllowlistError, IPNetwork, parse_allowlist
 
 
@@ -61,10 +63,18 @@ class Settings:
     smtp_timeout_seconds: int = 60
     """``POSTROOM_SMTP_TIMEOUT``: per-command timeout (seconds) talking to a recipient's server."""
     worker_concurrency: int = 16
+    """``POSTROOM_WORKER_CONCURRENCY``: work items (one per message and recipient domain) run at once per worker."""
     worker_lease_seconds: int = 300
     """``POSTROOM_WORKER_LEASE``: how long (seconds) a claimed work item is reserved for the worker that claimed it;
     after a crash another worker takes it over once this has passed."""
-    """``POSTROOM_WORKER_CONCURRENCY``: work items (one per message and recipient domain) run at once per worker."""
+    secret_key: str = field(default="", repr=False)
+    """``POSTROOM_SECRET_KEY``: the installation's root secret (sealing DKIM keys, signing tokens). Empty: a random
+    key kept in ``<data dir>/secret.key``. Processes sharing one PostgreSQL database must share it."""
+
+    @cached_property
+    def server_secret(self) -> bytes:
+        """The root secret as 32 bytes (see ``secret_key``); read or created on first use."""
+        return load_server_secret(self.secret_key, self.data_dir)
 
     @property
     def sqlite_path(self) -> Path:
@@ -136,6 +146,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "smtp_timeout_seconds": _int(env, "POSTROOM_SMTP_TIMEOUT", 60, minimum=1),
         "worker_concurrency": _int(env, "POSTROOM_WORKER_CONCURRENCY", 16, minimum=1, maximum=1000),
         "worker_lease_seconds": _int(env, "POSTROOM_WORKER_LEASE", 300, minimum=1),
+        "secret_key": env.get("POSTROOM_SECRET_KEY", ""),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values["log_level"] not in {"debug", "info", "warning", "error"}:
@@ -143,6 +154,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     relay = values["relay_url"]
     if isinstance(relay, str) and not relay.startswith(("smtp://", "smtps://")):
         raise ConfigError("POSTROOM_RELAY_URL must look like smtp://[user:password@]host:port or smtps://…")
+    secret = values["secret_key"]
+    if isinstance(secret, str) and secret and len(secret) < 32:
+        raise ConfigError("POSTROOM_SECRET_KEY must be at least 32 characters (e.g. `openssl rand -hex 32`)")
     settings = Settings(**values)  # type: ignore[arg-type]
     settings.effective_database_url  # noqa: B018 - validates the URL now, not at first use
     return settings
