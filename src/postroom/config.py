@@ -48,6 +48,9 @@ class Settings:
     """``POSTROOM_LOG_LEVEL``: debug, info, warning or error."""
     mail_hostname: str = "localhost"
     """``POSTROOM_MAIL_HOSTNAME``: this server's name in EHLO and in Message-IDs."""
+    return_path_host: str = ""
+    """``POSTROOM_RETURN_PATH_HOST``: the host bounces come back to (envelope sender domain, the target of sending
+    subdomains' return-path CNAME, the MX of the bounce listener); empty means ``mail_hostname``."""
     dns_server: str | None = None
     """``POSTROOM_DNS_SERVER``: ``host[:port]`` of the resolver used for MX lookups (default: the system's)."""
     mx_port: int = 25
@@ -70,6 +73,11 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     """``POSTROOM_SECRET_KEY``: the installation's root secret (sealing DKIM keys, signing tokens). Empty: a random
     key kept in ``<data dir>/secret.key``. Processes sharing one PostgreSQL database must share it."""
+
+    @property
+    def bounce_host(self) -> str:
+        """Where bounces are addressed: ``return_path_host``, or this server's mail name."""
+        return self.return_path_host or self.mail_hostname
 
     @cached_property
     def server_secret(self) -> bytes:
@@ -137,6 +145,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "auth_lockout_block_seconds": _int(env, "POSTROOM_AUTH_LOCKOUT_BLOCK", 900, minimum=1),
         "log_level": (env.get("POSTROOM_LOG_LEVEL") or "info").lower(),
         "mail_hostname": env.get("POSTROOM_MAIL_HOSTNAME") or socket.getfqdn() or "localhost",
+        "return_path_host": (env.get("POSTROOM_RETURN_PATH_HOST") or "").strip().lower().rstrip("."),
         "dns_server": env.get("POSTROOM_DNS_SERVER") or None,
         "mx_port": _int(env, "POSTROOM_MX_PORT", 25, minimum=1, maximum=65535),
         "relay_url": env.get("POSTROOM_RELAY_URL") or None,
