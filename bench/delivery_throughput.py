@@ -364,7 +364,7 @@ async def queue_messages(env: dict[str, str], count: int) -> Queued:
         team_id = await db.read(lambda conn: teams_service.resolve_team(conn, team_id=None))
         domain = await db.write(
             lambda conn: domains_service.add_domain(
-                conn, team_id=team_id, name=SENDER_DOMAIN, approve=True, now=utcnow()
+                conn, team_id=team_id, name=SENDER_DOMAIN, approve=True, now=utcnow(), settings=settings
             )
         )
         request = parse_send_request(send_request())
@@ -399,7 +399,7 @@ async def queue_messages(env: dict[str, str], count: int) -> Queued:
         render_us = (time.perf_counter() - started) / rounds * 1e6
         started = time.perf_counter()
         for _ in range(rounds):
-            signature = dkim.sign(raw, domain.dkim_key)
+            signature = dkim.sign(raw, domain.signing_key(settings.server_secret))
         sign_us = (time.perf_counter() - started) / rounds * 1e6
         return Queued(seconds=seconds, message=signature + raw, render_us=render_us, sign_us=sign_us)
     finally:

@@ -200,38 +200,68 @@ def _domain_json(domain: Any) -> dict[str, Any]:
     }
 
 
-async def _domains(db: Database, args: argparse.Namespace) -> None:
+async def _domains(db: Database, args: argparse.Namespace, settings: Settings) -> None:
     from postroom.domains import service as domains_service
+    from postroom.domains.tasks import DomainChecks
 
     now = utcnow()
-    if args.domains_command == "add":
+    command = args.domains_command
 
-        def add(conn: Connection) -> Any:
-            team_id = teams_service.resolve_team(conn, team_id=args.team)
-            return domains_service.add_domain(conn, team_id=team_id, name=args.domain, approve=args.approve, now=now)
+    def team(conn: Connection) -> int:
+        return teams_service.resolve_team(conn, team_id=args.team)
 
-        domain = await db.write(add)
-        if args.json:
-            _print_json(_domain_json(domain))
-            return
-        state = "approved for sending" if domain.can_send else "pending approval"
-        print(f"Added {domain.domain} ({state}). Publish this DKIM record:")
-        print(f"  {domain.dkim_record_name}  TXT  {domain.dkim_public_key}")
-    elif args.domains_command == "approve":
-
-        def approve(conn: Connection) -> Any:
-            team_id = teams_service.resolve_team(conn, team_id=args.team)
-            return domains_service.approve_domain(conn, team_id=team_id, name=args.domain, now=now)
-
-        domain = await db.write(approve)
-        print(f"{domain.domain} is approved for sending.")
-    else:
+    if command == "list":
         domains = await db.read(lambda conn: domains_service.list_domains(conn, team_id=args.team))
         if args.json:
             _print_json([_domain_json(d) for d in domains])
             return
         for d in domains:
-            print(f"{d.domain}  team {d.team_id}  {d.status}")
+            warning = "  (DKIM record failing since " + iso_resource(d.warning_since) + ")" if d.warning_since else ""
+            print(f"{d.domain}  team {d.team_id}  {d.status}{warning}")
+        return
+    if command == "add":
+        domain = await db.write(
+            lambda conn: domains_service.add_domain(
+                conn, team_id=team(conn), name=args.domain, approve=args.approve, now=now, settings=settings
+            )
+        )
+        if args.json:
+            _print_json(_domain_json(domain))
+            return
+        state = "approved for sending" if domain.can_send else "pending: publish the records, then verify"
+        print(f"Added {domain.domain} ({state}). DNS records to publish:")
+    elif command == "approve":
+        domain = await db.write(
+            lambda conn: domains_service.approve_domain(conn, team_id=team(conn), name=args.domain, now=now)
+        )
+        print(f"{domain.domain} is approved for sending.")
+        return
+    elif command == "verify":
+        team_id = await db.read(team)
+        domain, _ = await DomainChecks(db, settings).verify(team_id=team_id, name=args.domain)
+        print(
+            f"{domain.domain}: {domain.status}, DKIM {domain.dkim_status}, SPF {domain.spf_status}, "
+            f"DMARC {domain.dmarc_status}, return path {domain.cname_status}"
+        )
+    elif command == "rotate-dkim":
+        domain = await db.write(
+            lambda conn: domains_service.start_rotation(
+                conn, team_id=team(conn), name=args.domain, now=now, settings=settings
+            )
+        )
+        print(f"New DKIM key for {domain.domain}: publish {domain.next_dkim_record_name}; it signs once it verifies.")
+    else:  # show
+        domain = await db.read(lambda conn: domains_service.get_domain(conn, team_id=team(conn), name=args.domain))
+        print(f"{domain.domain}: {domain.status}")
+    for record in domains_service.expected_records(domain, settings):
+        status = f"  [{record['status']}]" if record["status"] else ""
+        print(f"  {record['name']}  {record['type']}  {record['value']}{status}")
+    if command == "show":
+        events = await db.read(
+            lambda conn: domains_service.domain_events(conn, team_id=domain.team_id, name=domain.domain)
+        )
+        for event in events:
+            print(f"  {iso_resource(event.occurred_at)}  {event.type}: {event.detail}")
 
 
 async def _suppressions(db: Database, args: argparse.Namespace) -> None:
@@ -291,12 +321,14 @@ async def _send_test(db: Database, args: argparse.Namespace, settings: Settings)
 def _background_work(db: Database, settings: Settings) -> tuple[Any, Callable[[], list[Any]]]:
     """The worker (a dispatcher over the outbox) and the maintenance loop, as coroutine factories."""
     from postroom.delivery.tasks import DeliveryTasks
+    from postroom.domains.tasks import DomainChecks
     from postroom.jobs.registry import make_dispatcher
     from postroom.system.maintenance import run_maintenance
 
     holder: dict[str, Any] = {}
     tasks = DeliveryTasks(db, settings, wake=lambda: holder["dispatcher"].wake())
-    dispatcher = make_dispatcher(db, settings, tasks.handlers())
+    handlers = {**tasks.handlers(), **DomainChecks(db, settings).handlers()}
+    dispatcher = make_dispatcher(db, settings, handlers)
     holder["dispatcher"] = dispatcher
 
     async def deliver_forever() -> None:
@@ -435,6 +467,14 @@ def _build_parser() -> argparse.ArgumentParser:
     list_domains = domain_commands.add_parser("list", parents=[common], help="list sending domains")
     list_domains.add_argument("--team", type=int, default=None)
     list_domains.add_argument("--json", action="store_true")
+    for name, text in (
+        ("verify", "check the domain's DNS records now (approves it once DKIM verifies)"),
+        ("rotate-dkim", "make a new DKIM key; it replaces the current one once its record verifies"),
+        ("show", "the records to publish, their last status, and the domain's recent events"),
+    ):
+        sub = domain_commands.add_parser(name, parents=[common], help=text)
+        sub.add_argument("domain")
+        sub.add_argument("--team", type=int, default=None)
 
     suppressions = commands.add_parser("suppressions", parents=[common], help="the suppression list")
     suppression_commands = suppressions.add_subparsers(dest="suppressions_command", required=True, parser_class=_Parser)
@@ -516,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "worker":
             return _worker(settings)
         if args.command == "domains":
-            asyncio.run(_with_database(settings, lambda db: _domains(db, args)))
+            asyncio.run(_with_database(settings, lambda db: _domains(db, args, settings)))
         elif args.command == "suppressions":
             asyncio.run(_with_database(settings, lambda db: _suppressions(db, args)))
         elif args.command == "send-test":

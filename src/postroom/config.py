@@ -51,6 +51,15 @@ class Settings:
     return_path_host: str = ""
     """``POSTROOM_RETURN_PATH_HOST``: the host bounces come back to (envelope sender domain, the target of sending
     subdomains' return-path CNAME, the MX of the bounce listener); empty means ``mail_hostname``."""
+    spf_includes: tuple[str, ...] = ()
+    """``POSTROOM_SPF_INCLUDE``: domains whose SPF record lists our sending hosts (``include:`` in customers' SPF)."""
+    spf_addresses: tuple[IPNetwork, ...] = ()
+    """``POSTROOM_SPF_IP``: addresses/CIDRs we send from (``ip4:``/``ip6:`` in customers' SPF). With neither set,
+    customers' SPF names ``a:<mail hostname>``."""
+    domain_recheck_seconds: int = 6 * 3600
+    """``POSTROOM_DOMAIN_RECHECK_INTERVAL``: how often (seconds) every domain's DNS records are checked again."""
+    domain_grace_seconds: int = 24 * 3600
+    """``POSTROOM_DOMAIN_GRACE``: how long (seconds) a verified domain whose DKIM record disappeared may still send."""
     dns_server: str | None = None
     """``POSTROOM_DNS_SERVER``: ``host[:port]`` of the resolver used for MX lookups (default: the system's)."""
     mx_port: int = 25
@@ -146,6 +155,12 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "log_level": (env.get("POSTROOM_LOG_LEVEL") or "info").lower(),
         "mail_hostname": env.get("POSTROOM_MAIL_HOSTNAME") or socket.getfqdn() or "localhost",
         "return_path_host": (env.get("POSTROOM_RETURN_PATH_HOST") or "").strip().lower().rstrip("."),
+        "spf_includes": tuple(
+            d.strip().lower().rstrip(".") for d in (env.get("POSTROOM_SPF_INCLUDE") or "").split(",") if d.strip()
+        ),
+        "spf_addresses": _networks(env, "POSTROOM_SPF_IP", ""),
+        "domain_recheck_seconds": _int(env, "POSTROOM_DOMAIN_RECHECK_INTERVAL", 6 * 3600, minimum=1),
+        "domain_grace_seconds": _int(env, "POSTROOM_DOMAIN_GRACE", 24 * 3600, minimum=0),
         "dns_server": env.get("POSTROOM_DNS_SERVER") or None,
         "mx_port": _int(env, "POSTROOM_MX_PORT", 25, minimum=1, maximum=65535),
         "relay_url": env.get("POSTROOM_RELAY_URL") or None,

@@ -9,6 +9,7 @@
     ├── InsufficientScope              403     {"message": ..., "error_code": "insufficient_scope"}
     ├── TooManyAuthFailures            429     {"message": ..., "error_code": "rate_limit_exceeded"} + Retry-After
     ├── UnconfiguredDomain             400     {"message": ..., "error_code": "unconfigured_domain"}
+    ├── InvalidDomain                  400     {"message": ..., "error_code": "invalid_domain"}
     ├── IdempotencyConflict            409     {"message": ..., "error_code": "idempotency_key_conflict"}
     ├── IdempotencyInProgress          409     {"message": ..., "error_code": "idempotency_in_progress"} + Retry-After
     ├── ScheduleCancellationFailed     409     {"message": ..., "error_code": "schedule_cancellation_failed"}
@@ -129,6 +130,12 @@ class UnconfiguredDomain(PostroomError):
     status = 400
     default_message = "The sender domain is not configured or approved for sending."
     error_code = "unconfigured_domain"
+
+
+class InvalidDomain(PostroomError):
+    status = 400
+    default_message = "The sender domain could not be determined from the email address."
+    error_code = "invalid_domain"
 
 
 class ResourceAlreadyExists(PostroomError):

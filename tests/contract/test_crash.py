@@ -55,7 +55,9 @@ def _env(backend: Backend, sink: SmtpSink) -> dict[str, str]:
 def _ensure_domain(backend: Backend) -> None:
     def add(conn: Connection) -> None:
         if domains_service.find_domain(conn, team_id=backend.team_id, name="sender.test") is None:
-            domains_service.add_domain(conn, team_id=backend.team_id, name="sender.test", approve=True, now=utcnow())
+            domains_service.add_domain(
+                conn, team_id=backend.team_id, name="sender.test", approve=True, now=utcnow(), settings=backend.settings
+            )
 
     backend.write(add)
 

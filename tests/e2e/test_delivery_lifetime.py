@@ -26,7 +26,12 @@ def short_lived_server(
         lambda conn: (
             domains_service.find_domain(conn, team_id=own_backend.team_id, name="sender.test")
             or domains_service.add_domain(
-                conn, team_id=own_backend.team_id, name="sender.test", approve=True, now=utcnow()
+                conn,
+                team_id=own_backend.team_id,
+                name="sender.test",
+                approve=True,
+                now=utcnow(),
+                settings=own_backend.settings,
             )
         )
     )
@@ -61,7 +66,12 @@ def test_with_a_relay_every_message_goes_to_it(own_backend: Backend, tmp_path: P
         lambda conn: (
             domains_service.find_domain(conn, team_id=own_backend.team_id, name="sender.test")
             or domains_service.add_domain(
-                conn, team_id=own_backend.team_id, name="sender.test", approve=True, now=utcnow()
+                conn,
+                team_id=own_backend.team_id,
+                name="sender.test",
+                approve=True,
+                now=utcnow(),
+                settings=own_backend.settings,
             )
         )
     )

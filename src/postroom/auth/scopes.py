@@ -78,6 +78,12 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], RouteScope]] = {
     ("GET", "/api/suppressions"): Scope.SUPPRESSIONS_READ,
     ("DELETE", "/api/suppressions/{email}"): Scope.SUPPRESSIONS_WRITE,
     # domains
+    ("GET", "/api/domains"): Scope.DOMAINS_READ,
+    ("POST", "/api/domains"): Scope.DOMAINS_WRITE,
+    ("GET", "/api/domains/{domain}"): Scope.DOMAINS_READ,
+    ("DELETE", "/api/domains/{domain}"): Scope.DOMAINS_WRITE,
+    ("POST", "/api/domains/{domain}/verify"): Scope.DOMAINS_WRITE,
+    ("POST", "/api/domains/{domain}/dkim/rotate"): Scope.DOMAINS_WRITE,
     # templates and folders
     # webhooks
 }

@@ -66,7 +66,7 @@ class DeliveryTasks:
                 return None
             pending = list(email_queries.pending_recipients(conn, message_id, domain))
             sending = domains_service.find_domain(conn, team_id=message.team_id, name=message.sending_domain)
-            return _Pending(message, pending, sending.dkim_key if sending else None)
+            return _Pending(message, pending, sending.signing_key(self._settings.server_secret) if sending else None)
 
         pending = await self._db.read(load)
         if pending is None or not pending.recipients:

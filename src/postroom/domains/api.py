@@ -1,7 +1,86 @@
-"""HTTP routes for domains."""
+"""``/api/domains``: register sending domains, see the records to publish, verify them (lettr-api.md §5.4).
+
+``POST /api/domains/{domain}/dkim/rotate`` is a Postroom addition: it starts a DKIM key rotation.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-HANDLERS: list[Any] = []
+from litestar import Request, Response, delete, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath
+
+from postroom.auth.guard import CallerKey
+from postroom.core.clock import utcnow
+from postroom.core.envelope import envelope
+from postroom.domains import schemas, service
+from postroom.domains.tasks import DomainChecks
+from postroom.emails.validation import decode_body
+from postroom.errors import ValidationFailed
+
+
+def _checks(state: State) -> DomainChecks:
+    """One checker (and DNS resolver) per application."""
+    checks: DomainChecks | None = state.get("domain_checks")
+    if checks is None:
+        checks = DomainChecks(state.db, state.settings)
+        state.domain_checks = checks
+    return checks
+
+
+@get("/domains")
+async def list_domains(state: State, api_key: CallerKey) -> dict[str, Any]:
+    domains = await state.db.read(lambda conn: service.list_domains(conn, team_id=api_key.team_id))
+    return envelope("Domains retrieved successfully.", {"domains": [schemas.list_item_body(d) for d in domains]})
+
+
+@post("/domains", status_code=201)
+async def create_domain(request: Request[Any, Any, State], state: State, api_key: CallerKey) -> dict[str, Any]:
+    body = decode_body(await request.body())
+    name = body.get("domain")
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationFailed({"domain": ["The domain field is required."]})
+    if len(name) > 255:
+        raise ValidationFailed({"domain": ["The domain must not be greater than 255 characters."]})
+    domain = await state.db.write(
+        lambda conn: service.add_domain(
+            conn, team_id=api_key.team_id, name=name, approve=False, now=utcnow(), settings=state.settings
+        )
+    )
+    return envelope("Domain created successfully.", schemas.created_body(domain))
+
+
+@get("/domains/{domain:str}")
+async def get_domain(state: State, api_key: CallerKey, domain: FromPath[str]) -> dict[str, Any]:
+    name = service.normalise_domain(domain)
+    found = await state.db.read(lambda conn: service.get_domain(conn, team_id=api_key.team_id, name=name))
+    return envelope("Domain retrieved successfully.", schemas.detail_body(found, state.settings))
+
+
+@delete("/domains/{domain:str}", status_code=204)
+async def delete_domain(state: State, api_key: CallerKey, domain: FromPath[str]) -> Response[None]:
+    name = service.normalise_domain(domain)
+    await state.db.write(lambda conn: service.delete_domain(conn, team_id=api_key.team_id, name=name, now=utcnow()))
+    return Response(content=None, status_code=204)
+
+
+@post("/domains/{domain:str}/verify", status_code=200)
+async def verify_domain(state: State, api_key: CallerKey, domain: FromPath[str]) -> dict[str, Any]:
+    name = service.normalise_domain(domain)
+    checked, result = await _checks(state).verify(team_id=api_key.team_id, name=name)
+    return envelope("Domain verification completed.", schemas.verification_body(checked, result))
+
+
+@post("/domains/{domain:str}/dkim/rotate", status_code=200)
+async def rotate_dkim(state: State, api_key: CallerKey, domain: FromPath[str]) -> dict[str, Any]:
+    name = service.normalise_domain(domain)
+    rotated = await state.db.write(
+        lambda conn: service.start_rotation(
+            conn, team_id=api_key.team_id, name=name, now=utcnow(), settings=state.settings
+        )
+    )
+    return envelope("DKIM key rotation started.", schemas.detail_body(rotated, state.settings))
+
+
+HANDLERS: list[Any] = [list_domains, create_domain, get_domain, delete_domain, verify_domain, rotate_dkim]

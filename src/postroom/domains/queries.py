@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, select, update
 
-from postroom.models import domains
+from postroom.models import domain_events, domains
 
 _DOMAIN_IN_TEAM = select(domains).where(
     domains.c.team_id == bindparam("team_id"), domains.c.domain == bindparam("name")
@@ -36,3 +36,22 @@ def insert_domain(conn: Connection, values: dict[str, Any]) -> None:
 
 def update_domain(conn: Connection, domain_id: str, values: dict[str, Any]) -> None:
     conn.execute(update(domains).where(domains.c.id == domain_id).values(**values))
+
+
+def domain_by_id(conn: Connection, domain_id: str) -> Row[Any] | None:
+    return conn.execute(select(domains).where(domains.c.id == domain_id)).first()
+
+
+def delete_domain(conn: Connection, domain_id: str) -> None:
+    conn.execute(delete(domains).where(domains.c.id == domain_id))
+
+
+def insert_domain_event(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(domain_events.insert(), values)
+
+
+def events_of_domains(conn: Connection, team_id: int, name: str | None, limit: int) -> Sequence[Row[Any]]:
+    query = select(domain_events).where(domain_events.c.team_id == team_id)
+    if name is not None:
+        query = query.where(domain_events.c.domain == name)
+    return conn.execute(query.order_by(domain_events.c.id.desc()).limit(limit)).fetchall()

@@ -1,24 +1,60 @@
-"""Sending domains: registration with a DKIM key pair, and the approval that lets a team send from them."""
+"""Sending domains: registration with a DKIM key pair, DNS verification, approval, warnings and key rotation.
+
+A domain becomes sendable (``approved``) when DNS serves its DKIM key, or when an operator approves it
+(``postroom domains approve``). Once DNS has served the key, the periodic re-check watches for it to disappear:
+the domain keeps sending in a *warning* state for the grace period (``POSTROOM_DOMAIN_GRACE``, 24 h), then goes
+back to ``pending`` until the record is restored. Every such change is a ``domain_events`` row the team sees.
+
+DKIM private keys are sealed with the server secret before they are stored.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Row
 
+from postroom.config import Settings
+from postroom.core.clock import iso_resource
+from postroom.core.crypto import SecretBox
 from postroom.core.ids import new_id
 from postroom.delivery.dkim import DkimKey, generate_rsa_key
-from postroom.domains import queries
-from postroom.errors import DomainNotFound, ResourceAlreadyExists, ValidationFailed
+from postroom.domains import queries, records
+from postroom.domains.records import CheckStatus, SpfPolicy
+from postroom.domains.verification import Verification
+from postroom.errors import DomainNotFound, InvalidDomain, ResourceAlreadyExists, ValidationFailed
+from postroom.jobs.base import WorkKind, enqueue
 
 _DOMAIN = re.compile(r"(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]")
+_KEY_PURPOSE = "dkim-private-key"
+PREVIOUS_KEY_LISTED_FOR = timedelta(days=7)
+"""After a rotation, how long the old selector's record is still shown (receivers may check late signatures)."""
+
+STATUS_LABELS = {"pending": "Pending Review", "approved": "Approved", "blocked": "Blocked"}
 
 
 class DomainAlreadyExists(ResourceAlreadyExists):
     default_message = "This domain is already registered."
+
+
+class RotationInProgress(ResourceAlreadyExists):
+    default_message = "A DKIM key rotation is already waiting for its record to be published."
+
+
+@cache
+def _box(secret: bytes) -> SecretBox:
+    return SecretBox(secret, _KEY_PURPOSE)
+
+
+def _open_key(sealed: str, secret: bytes) -> str:
+    # Keys stored before sealing was introduced are PEM text; they are sealed the next time the row is written.
+    return sealed if sealed.startswith("-----BEGIN") else _box(secret).open(sealed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +65,25 @@ class SendingDomain:
     status: str
     dkim_selector: str
     dkim_public_key: str
+    """The whole TXT record value, ``v=DKIM1; k=rsa; p=…``."""
     dkim_private_key: str
+    """Sealed; see :meth:`signing_key`."""
     created_at: datetime
     updated_at: datetime
+    dkim_status: str | None
+    cname_status: str | None
+    spf_status: str | None
+    dmarc_status: str | None
+    verification: str | None
+    last_checked_at: datetime | None
+    dkim_verified_at: datetime | None
+    warning_since: datetime | None
+    dkim_next_selector: str | None
+    dkim_next_private_key: str | None
+    dkim_next_public_key: str | None
+    dkim_previous_selector: str | None
+    dkim_previous_public_key: str | None
+    dkim_previous_retire_at: datetime | None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> SendingDomain:
@@ -43,12 +95,34 @@ class SendingDomain:
         return self.status == "approved"
 
     @property
-    def dkim_key(self) -> DkimKey:
-        return DkimKey(domain=self.domain, selector=self.dkim_selector, private_key_pem=self.dkim_private_key.encode())
+    def status_label(self) -> str:
+        return STATUS_LABELS.get(self.status, self.status.title())
+
+    @property
+    def is_primary_domain(self) -> bool:
+        return records.is_primary_domain(self.domain)
+
+    def signing_key(self, secret: bytes) -> DkimKey:
+        """The key that signs this domain's mail, opened with the server secret."""
+        pem = _open_key(self.dkim_private_key, secret)
+        return DkimKey(domain=self.domain, selector=self.dkim_selector, private_key_pem=pem.encode())
+
+    @property
+    def dkim_public(self) -> str:
+        """The bare public key (the ``p=`` value), as the API's ``dkim.public`` reports it."""
+        return records.dkim_public_key(self.dkim_public_key)
 
     @property
     def dkim_record_name(self) -> str:
         return f"{self.dkim_selector}._domainkey.{self.domain}"
+
+    @property
+    def next_dkim_record_name(self) -> str | None:
+        return None if self.dkim_next_selector is None else f"{self.dkim_next_selector}._domainkey.{self.domain}"
+
+    @property
+    def last_verification(self) -> Verification | None:
+        return None if self.verification is None else Verification.from_json(json.loads(self.verification))
 
 
 def normalise_domain(name: str) -> str:
@@ -59,8 +133,26 @@ def normalise_domain(name: str) -> str:
     return cleaned
 
 
-def add_domain(conn: Connection, *, team_id: int, name: str, approve: bool, now: datetime) -> SendingDomain:
-    """Register ``name`` for ``team_id`` with a new RSA-2048 DKIM key; approved at once when ``approve``."""
+def sending_domain_of(address_domain: str) -> str:
+    """The domain part of a sender address as a registered domain is written; 400 ``invalid_domain`` if it is not
+    a DNS name (an address literal like ``[192.0.2.1]``, a single label like ``localhost``)."""
+    try:
+        return normalise_domain(address_domain)
+    except ValidationFailed:
+        raise InvalidDomain() from None
+
+
+def _new_selector(now: datetime) -> str:
+    return f"pr{now:%Y%m}{secrets.token_hex(2)}"
+
+
+def add_domain(
+    conn: Connection, *, team_id: int, name: str, approve: bool, now: datetime, settings: Settings
+) -> SendingDomain:
+    """Register ``name`` for ``team_id`` with a new RSA-2048 DKIM key; approved at once when ``approve``.
+
+    Its periodic DNS check is queued in the same transaction.
+    """
     domain = normalise_domain(name)
     if queries.domain_anywhere(conn, domain) is not None:
         raise DomainAlreadyExists()
@@ -73,13 +165,15 @@ def add_domain(conn: Connection, *, team_id: int, name: str, approve: bool, now:
             "team_id": team_id,
             "domain": domain,
             "status": "approved" if approve else "pending",
-            "dkim_selector": f"pr{now:%Y%m}",
-            "dkim_private_key": private_pem.decode(),
+            "dkim_selector": _new_selector(now),
+            "dkim_private_key": _box(settings.server_secret).seal(private_pem.decode()),
             "dkim_public_key": public_txt,
             "created_at": now,
             "updated_at": now,
         },
     )
+    _event(conn, team_id, domain, "added", "approved by an operator" if approve else "waiting for DNS records", now)
+    schedule_recheck(conn, domain_id=domain_id, settings=settings, now=now)
     return get_domain(conn, team_id=team_id, name=domain)
 
 
@@ -95,11 +189,202 @@ def find_domain(conn: Connection, *, team_id: int, name: str) -> SendingDomain |
     return None if row is None else SendingDomain.from_row(row)
 
 
+def domain_by_id(conn: Connection, domain_id: str) -> SendingDomain | None:
+    """For the re-check job, which carries only the id."""
+    row = queries.domain_by_id(conn, domain_id)
+    return None if row is None else SendingDomain.from_row(row)
+
+
 def approve_domain(conn: Connection, *, team_id: int, name: str, now: datetime) -> SendingDomain:
     current = get_domain(conn, team_id=team_id, name=name)
     queries.update_domain(conn, current.id, {"status": "approved", "updated_at": now})
+    if current.status != "approved":
+        _event(conn, team_id, current.domain, "approved", "approved by an operator", now)
     return get_domain(conn, team_id=team_id, name=name)
+
+
+def delete_domain(conn: Connection, *, team_id: int, name: str, now: datetime) -> None:
+    current = get_domain(conn, team_id=team_id, name=name)
+    queries.delete_domain(conn, current.id)
+    _event(conn, team_id, current.domain, "deleted", "the domain was removed", now)
 
 
 def list_domains(conn: Connection, *, team_id: int | None) -> list[SendingDomain]:
     return [SendingDomain.from_row(row) for row in queries.domains_in_team(conn, team_id)]
+
+
+def domain_events(conn: Connection, *, team_id: int, name: str | None = None, limit: int = 100) -> list[Row[Any]]:
+    return list(queries.events_of_domains(conn, team_id, name, limit))
+
+
+def start_rotation(conn: Connection, *, team_id: int, name: str, now: datetime, settings: Settings) -> SendingDomain:
+    """Make a new key under a new selector; it signs once DNS serves it (the next verification switches)."""
+    current = get_domain(conn, team_id=team_id, name=name)
+    if current.dkim_next_selector is not None:
+        raise RotationInProgress()
+    private_pem, public_txt = generate_rsa_key()
+    selector = _new_selector(now)
+    while selector == current.dkim_selector:
+        selector = _new_selector(now)
+    queries.update_domain(
+        conn,
+        current.id,
+        {
+            "dkim_next_selector": selector,
+            "dkim_next_private_key": _box(settings.server_secret).seal(private_pem.decode()),
+            "dkim_next_public_key": public_txt,
+            "updated_at": now,
+        },
+    )
+    _event(conn, team_id, current.domain, "dkim_rotation_started", f"publish the new key at {selector}", now)
+    return get_domain(conn, team_id=team_id, name=name)
+
+
+def schedule_recheck(conn: Connection, *, domain_id: str, settings: Settings, now: datetime) -> None:
+    """Queue the next periodic DNS check of ``domain_id`` (inside the caller's transaction)."""
+    run_at = now + timedelta(seconds=settings.domain_recheck_seconds)
+    enqueue(conn, kind=WorkKind.VERIFY_DOMAIN, ref=domain_id, run_at=run_at, now=now)
+
+
+# -- verification ----------------------------------------------------------------------------------------------
+
+
+def expected_records(domain: SendingDomain, settings: Settings) -> list[dict[str, Any]]:
+    """What the customer must publish, each with the status the last check found (None before the first)."""
+    checked = domain.last_verification
+
+    def status(check: records.RecordCheck | None) -> CheckStatus | None:
+        return None if check is None else check.status
+
+    rows: list[dict[str, Any]] = [
+        {
+            "purpose": "dkim",
+            "type": "TXT",
+            "name": domain.dkim_record_name,
+            "value": domain.dkim_public_key,
+            "status": status(checked.dkim if checked else None),
+        }
+    ]
+    if domain.dkim_next_selector is not None and domain.next_dkim_record_name is not None:
+        rows.append(
+            {
+                "purpose": "dkim_next",
+                "type": "TXT",
+                "name": domain.next_dkim_record_name,
+                "value": domain.dkim_next_public_key,
+                "status": status(checked.next_dkim if checked else None),
+            }
+        )
+    if domain.dkim_previous_selector is not None and domain.dkim_previous_retire_at is not None:
+        rows.append(
+            {
+                "purpose": "dkim_previous",
+                "type": "TXT",
+                "name": f"{domain.dkim_previous_selector}._domainkey.{domain.domain}",
+                "value": domain.dkim_previous_public_key,
+                "status": None,
+                "remove_after": iso_resource(domain.dkim_previous_retire_at),
+            }
+        )
+    if not domain.is_primary_domain:
+        rows.append(
+            {
+                "purpose": "return_path",
+                "type": "CNAME",
+                "name": domain.domain,
+                "value": settings.bounce_host,
+                "status": status(checked.return_path if checked else None),
+            }
+        )
+    rows.append(
+        {
+            "purpose": "spf",
+            "type": "TXT",
+            "name": domain.domain,
+            "value": SpfPolicy.from_settings(settings).record,
+            "status": status(checked.spf if checked else None),
+        }
+    )
+    rows.append(
+        {
+            "purpose": "dmarc",
+            "type": "TXT",
+            "name": f"_dmarc.{domain.domain}",
+            "value": records.dmarc_record(domain.domain),
+            "status": status(checked.dmarc.check if checked else None),
+        }
+    )
+    return rows
+
+
+def api_status(check: records.RecordCheck, *, allow_missing: bool) -> str:
+    """A check's status as the Lettr API words it: DKIM and CNAME know no ``missing`` (they say ``unverified``)."""
+    if check.status == "error" or (check.status == "missing" and not allow_missing):
+        return "unverified"
+    return check.status
+
+
+def record_verification(
+    conn: Connection, *, domain: SendingDomain, result: Verification, now: datetime, grace: timedelta
+) -> SendingDomain:
+    """Store what DNS served and move the domain along: approve, switch a rotated key, warn, or stop sending."""
+    values: dict[str, Any] = {
+        "dkim_status": api_status(result.dkim, allow_missing=False),
+        "cname_status": "not_applicable"
+        if result.return_path is None
+        else api_status(result.return_path, allow_missing=False),
+        "spf_status": api_status(result.spf, allow_missing=True),
+        "dmarc_status": api_status(result.dmarc.check, allow_missing=True),
+        "verification": json.dumps(result.to_json()),
+        "last_checked_at": now,
+        "updated_at": now,
+    }
+    team_id, name = domain.team_id, domain.domain
+    dkim_valid = result.dkim.status == "valid"
+    if result.next_dkim is not None and result.next_dkim.status == "valid" and domain.dkim_next_selector:
+        # The new key is published: it signs from now on; the old record stays listed for a while.
+        values.update(
+            dkim_selector=domain.dkim_next_selector,
+            dkim_private_key=domain.dkim_next_private_key,
+            dkim_public_key=domain.dkim_next_public_key,
+            dkim_next_selector=None,
+            dkim_next_private_key=None,
+            dkim_next_public_key=None,
+            dkim_previous_selector=domain.dkim_selector,
+            dkim_previous_public_key=domain.dkim_public_key,
+            dkim_previous_retire_at=now + PREVIOUS_KEY_LISTED_FOR,
+            dkim_status="valid",
+        )
+        detail = f"{domain.dkim_next_selector} now signs; remove {domain.dkim_selector} after 7 days"
+        _event(conn, team_id, name, "dkim_rotated", detail, now)
+        dkim_valid = True
+    elif domain.dkim_previous_retire_at is not None and domain.dkim_previous_retire_at <= now:
+        values.update(dkim_previous_selector=None, dkim_previous_public_key=None, dkim_previous_retire_at=None)
+        _event(conn, team_id, name, "dkim_retired", f"{domain.dkim_previous_selector} is retired", now)
+
+    if dkim_valid:
+        values["dkim_verified_at"] = now
+        if domain.warning_since is not None:
+            values["warning_since"] = None
+            _event(conn, team_id, name, "dkim_restored", "DNS serves the DKIM key again", now)
+        if domain.status == "pending":
+            values["status"] = "approved"
+            _event(conn, team_id, name, "approved", "DNS serves the DKIM key: the domain may send", now)
+    elif result.dkim.status in ("missing", "invalid") and domain.dkim_verified_at is not None:
+        # It verified before, so the record disappeared or changed. DNS errors never get here.
+        since = domain.warning_since or now
+        if domain.warning_since is None:
+            values["warning_since"] = now
+            stops = iso_resource(now + grace)
+            _event(conn, team_id, name, "dkim_failing", f"{result.dkim.error} Sending stops at {stops}.", now)
+        if domain.status == "approved" and now - since >= grace:
+            values["status"] = "pending"
+            _event(conn, team_id, name, "sending_suspended", f"{result.dkim.error} Sending has stopped.", now)
+    queries.update_domain(conn, domain.id, values)
+    return get_domain(conn, team_id=team_id, name=name)
+
+
+def _event(conn: Connection, team_id: int, domain: str, kind: str, detail: str, now: datetime) -> None:
+    queries.insert_domain_event(
+        conn, {"team_id": team_id, "domain": domain, "type": kind, "detail": detail, "occurred_at": now}
+    )

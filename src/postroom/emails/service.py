@@ -67,7 +67,8 @@ class Accepted:
 
 
 def _sending_domain(conn: Connection, team_id: int, request: SendRequest) -> None:
-    domain = domains_service.find_domain(conn, team_id=team_id, name=request.sending_domain)
+    name = domains_service.sending_domain_of(request.sending_domain)
+    domain = domains_service.find_domain(conn, team_id=team_id, name=name)
     if domain is None or not domain.can_send:
         raise UnconfiguredDomain()
 

@@ -26,6 +26,7 @@ log = logging.getLogger("postroom.jobs")
 class WorkKind(StrEnum):
     DELIVER = "deliver"
     RELEASE_SCHEDULED = "release_scheduled"
+    VERIFY_DOMAIN = "verify_domain"
 
 
 @dataclass(frozen=True, slots=True)

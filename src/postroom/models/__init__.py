@@ -3,6 +3,7 @@
 from postroom.models.api_key import api_keys
 from postroom.models.auth_failure import auth_blocks, auth_failures
 from postroom.models.sending import (
+    domain_events,
     domains,
     email_events,
     idempotency_keys,
@@ -19,6 +20,7 @@ __all__ = [
     "api_keys",
     "auth_blocks",
     "auth_failures",
+    "domain_events",
     "domains",
     "email_events",
     "idempotency_keys",

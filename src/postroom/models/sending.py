@@ -24,11 +24,43 @@ domains = Table(
     Column("domain", String(253), nullable=False, unique=True),
     Column("status", String(16), nullable=False),
     Column("dkim_selector", String(63), nullable=False),
+    # Sealed with the server secret (postroom.core.crypto.SecretBox, purpose "dkim-private-key").
     Column("dkim_private_key", Text, nullable=False),
     Column("dkim_public_key", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # What the last DNS check found (null until the first one): valid / invalid / missing / unverified / ...
+    Column("dkim_status", String(16), nullable=True),
+    Column("cname_status", String(16), nullable=True),
+    Column("spf_status", String(16), nullable=True),
+    Column("dmarc_status", String(16), nullable=True),
+    Column("verification", Text, nullable=True),  # the last check's full result as JSON
+    Column("last_checked_at", UTCDateTime, nullable=True),
+    # When DNS last served our DKIM key: only a domain that verified once can have its records "disappear".
+    Column("dkim_verified_at", UTCDateTime, nullable=True),
+    # Since when a verified domain's DKIM record has been failing; sending stops after the grace period.
+    Column("warning_since", UTCDateTime, nullable=True),
+    # Key rotation: the next key is published and checked before it signs; the previous one is listed until retired.
+    Column("dkim_next_selector", String(63), nullable=True),
+    Column("dkim_next_private_key", Text, nullable=True),
+    Column("dkim_next_public_key", Text, nullable=True),
+    Column("dkim_previous_selector", String(63), nullable=True),
+    Column("dkim_previous_public_key", Text, nullable=True),
+    Column("dkim_previous_retire_at", UTCDateTime, nullable=True),
 )
+
+domain_events = Table(
+    "domain_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), nullable=False),
+    Column("domain", String(253), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Index("ix_domain_events_team_id_occurred_at", "team_id", "occurred_at"),
+)
+"""What happened to a team's domains that the team should hear about (verified, failing, suspended, rotated)."""
 
 messages = Table(
     "messages",

@@ -1,0 +1,113 @@
+"""The JSON shapes of the domain routes (lettr-api.md §5.4): what the official SDKs read, and nothing secret."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from postroom.config import Settings
+from postroom.core.clock import iso_resource
+from postroom.domains.records import DKIM_SIGNED_HEADERS, RecordCheck
+from postroom.domains.service import SendingDomain, api_status, expected_records
+from postroom.domains.verification import Verification
+
+
+def dkim_body(domain: SendingDomain) -> dict[str, Any]:
+    return {
+        "public": domain.dkim_public,
+        "selector": domain.dkim_selector,
+        "headers": DKIM_SIGNED_HEADERS,
+        "signing_domain": domain.domain,
+    }
+
+
+def list_item_body(domain: SendingDomain) -> dict[str, Any]:
+    return {
+        "domain": domain.domain,
+        "status": domain.status,
+        "status_label": domain.status_label,
+        "can_send": domain.can_send,
+        "cname_status": domain.cname_status,
+        "dkim_status": domain.dkim_status,
+        "created_at": iso_resource(domain.created_at),
+        "updated_at": iso_resource(domain.updated_at),
+    }
+
+
+def created_body(domain: SendingDomain) -> dict[str, Any]:
+    return {
+        "domain": domain.domain,
+        "status": domain.status,
+        "status_label": domain.status_label,
+        "dkim": dkim_body(domain),
+    }
+
+
+def detail_body(domain: SendingDomain, settings: Settings) -> dict[str, Any]:
+    """List fields plus statuses and ``dns``: the records to publish (``records``, a Postroom addition the SDKs
+    keep as a raw dict) and, while a verified DKIM record is failing, when sending stops (``warning``)."""
+    warning = None
+    if domain.warning_since is not None:
+        stops = domain.warning_since + timedelta(seconds=settings.domain_grace_seconds)
+        warning = {"since": iso_resource(domain.warning_since), "sending_stops_at": iso_resource(stops)}
+    return {
+        **list_item_body(domain),
+        "dmarc_status": domain.dmarc_status,
+        "spf_status": domain.spf_status,
+        "is_primary_domain": domain.is_primary_domain,
+        "tracking_domain": None,
+        "dns": {
+            "dkim": {k: v for k, v in dkim_body(domain).items() if k != "signing_domain"},
+            "records": expected_records(domain, settings),
+            "warning": warning,
+            "last_checked_at": iso_resource(domain.last_checked_at) if domain.last_checked_at else None,
+        },
+        "dns_provider": None,
+    }
+
+
+def verification_body(domain: SendingDomain, result: Verification) -> dict[str, Any]:
+    def error(check: RecordCheck | None) -> str | None:
+        return None if check is None else check.error
+
+    def found(check: RecordCheck | None) -> str | None:
+        return None if check is None else check.found
+
+    dmarc, spf = result.dmarc, result.spf
+    dkim_valid = domain.dkim_status == "valid"
+    return {
+        "domain": domain.domain,
+        "dkim_status": domain.dkim_status,
+        "cname_status": domain.cname_status,
+        "dmarc_status": domain.dmarc_status,
+        "spf_status": domain.spf_status,
+        "is_primary_domain": result.is_primary_domain,
+        "ownership_verified": "true" if dkim_valid else "false",
+        "dns": {
+            "dkim_record": found(result.dkim),
+            "cname_record": found(result.return_path),
+            "dkim_error": error(result.dkim),
+            "cname_error": error(result.return_path),
+            "dmarc_record": found(dmarc.check),
+            "dmarc_error": error(dmarc.check),
+            "spf_record": found(spf),
+            "spf_error": error(spf),
+        },
+        "dmarc": {
+            "is_valid": dmarc.check.status == "valid",
+            "status": api_status(dmarc.check, allow_missing=True),
+            "found_at_domain": dmarc.found_at_domain,
+            "record": dmarc.check.found,
+            "policy": dmarc.policy,
+            "subdomain_policy": dmarc.subdomain_policy,
+            "error": dmarc.check.error,
+            "covered_by_parent_policy": dmarc.covered_by_parent_policy,
+        },
+        "spf": {
+            "is_valid": spf.status == "valid",
+            "status": api_status(spf, allow_missing=True),
+            "record": spf.found,
+            "error": spf.error,
+            "includes_sparkpost": spf.status == "valid",
+        },
+    }
