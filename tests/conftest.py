@@ -349,11 +349,11 @@ def _forget_auth_failures(request: pytest.FixtureRequest) -> Iterator[None]:
         backend.write(forget)
 
 
-def run_cli(backend: Backend, *args: str) -> subprocess.CompletedProcess[str]:
-    """``postroom …`` in its own process against the backend's database."""
+def run_cli(backend: Backend, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``postroom …`` in its own process against the backend's database (``env``: extra settings)."""
     return subprocess.run(  # noqa: S603
         [sys.executable, "-m", "postroom", *args],
-        env=backend.subprocess_env(),
+        env=backend.subprocess_env(env),
         capture_output=True,
         text=True,
         timeout=60,

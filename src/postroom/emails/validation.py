@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from postroom.errors import ValidationFailed
+from postroom.errors import InvalidDomain, ValidationFailed
 
 MAX_RECIPIENTS = 50
 MAX_SUBJECT = 998
@@ -34,6 +34,7 @@ SCHEDULE_MAX_AHEAD = timedelta(days=30)
 _LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ADDRESS = re.compile(rf"({_LOCAL})@((?:{_LABEL}\.)+{_LABEL})")
+_LOCAL_PART = re.compile(_LOCAL)
 _HEADER_NAME = re.compile(r"[!-9;-~]+")
 _TAG = re.compile(r"[A-Za-z0-9_.:-]+")
 _MIME_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*")
@@ -142,6 +143,14 @@ def is_valid_address(address: str) -> bool:
     return any(c.isalpha() for c in match.group(2).rsplit(".", 1)[1])
 
 
+def _has_no_sending_domain(value: Any) -> bool:
+    """Whether ``value`` is ``local@rest`` with a valid local part but no domain name after the ``@``."""
+    if not isinstance(value, str) or _FORBIDDEN.search(value) or value.count("@") != 1:
+        return False
+    local, _, rest = value.partition("@")
+    return _LOCAL_PART.fullmatch(local) is not None and not is_valid_address(value) and " " not in rest
+
+
 def _string(body: dict[str, Any], name: str, errors: _Errors, *, maximum: int, single_line: bool = True) -> str | None:
     value = body.get(name)
     if value is None:
@@ -198,6 +207,7 @@ def _string_map(body: dict[str, Any], name: str, errors: _Errors) -> dict[str, s
 
 
 def _parse(body: dict[str, Any], errors: _Errors) -> SendRequest | None:
+    no_sending_domain = False
     unknown = sorted(set(body) - _KNOWN_FIELDS)
     for name in unknown:
         errors.add(name, f"The {name} field is not supported.")
@@ -205,6 +215,11 @@ def _parse(body: dict[str, Any], errors: _Errors) -> SendRequest | None:
     if body.get("from") in (None, ""):
         errors.add("from", "The sender email address is required.")
         from_email = None
+    elif _has_no_sending_domain(body["from"]):
+        # A well-formed local part at something that is not a domain (``a@localhost``, ``a@[192.0.2.1]``): once
+        # every other field is valid, Lettr answers 400 ``invalid_domain`` rather than a validation error.
+        from_email = None
+        no_sending_domain = True
     else:
         from_email = _address(body["from"], "from", errors)
     to = _addresses(body, "to", errors)
@@ -291,6 +306,8 @@ def _parse(body: dict[str, Any], errors: _Errors) -> SendRequest | None:
                     options[name] = value
 
     attachments = _attachments(body.get("attachments"), errors)
+    if not errors.errors and no_sending_domain:
+        raise InvalidDomain()
     if errors.errors or from_email is None:
         return None
     return SendRequest(
