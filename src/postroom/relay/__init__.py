@@ -1,1 +1,1 @@
-"""The SMTP side: a submission listener authenticated by API key, and bounce intake."""
+"""SMTP: submission with an API key as the password, and intake of bounces and complaints (``listener.py``)."""

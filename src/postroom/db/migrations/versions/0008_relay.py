@@ -1,4 +1,4 @@
-"""SMTP relay and bounce intake (issue 7).
+"""SMTP relay and bounce intake (issue 7): find a message by its Message-ID header.
 
 Revision ID: 0008
 Revises: 0007
@@ -7,6 +7,8 @@ Create Date: 2026-11-23
 
 from __future__ import annotations
 
+from alembic import op
+
 revision = "0008"
 down_revision = "0007"
 branch_labels = None
@@ -14,8 +16,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.create_index("ix_messages_message_id_header", ["message_id_header"], unique=False)
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.drop_index("ix_messages_message_id_header")
