@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from postroom.models import api_keys
+from postroom.models import api_key_ips, api_keys
 
 
 def insert_key(conn: Connection, values: dict[str, Any]) -> None:
@@ -38,3 +40,13 @@ def update_key(conn: Connection, key_id: str, values: dict[str, Any]) -> None:
 
 def record_use(conn: Connection, key_id: str, used_at: datetime, ip: str | None) -> None:
     conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(last_used_at=used_at, last_used_ip=ip))
+
+
+def note_address(conn: Connection, key_id: str, ip: str, seen_at: datetime) -> None:
+    """Remember that the key was used from ``ip`` (the first time only), for the dashboard's new-address feed."""
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    source = select(api_keys.c.id, literal(ip), api_keys.c.team_id, literal(seen_at, api_key_ips.c.first_seen_at.type))
+    statement = insert(api_key_ips).from_select(
+        ["api_key_id", "ip", "team_id", "first_seen_at"], source.where(api_keys.c.id == key_id)
+    )
+    conn.execute(statement.on_conflict_do_nothing(index_elements=["api_key_id", "ip"]))

@@ -261,4 +261,7 @@ def rotate_key(
 
 
 def record_use(conn: Connection, *, key_id: str, used_at: datetime, ip: str | None) -> None:
+    """Last use (time and IP), and the address in the key's list of addresses it has been used from."""
     queries.record_use(conn, key_id, used_at, ip)
+    if ip is not None:
+        queries.note_address(conn, key_id, ip, used_at)

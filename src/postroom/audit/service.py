@@ -1,0 +1,138 @@
+"""The audit log: who did what to which thing, when, from where, with the value before and after.
+
+Any part of Postroom records an event with ``record`` inside the unit of work that makes the change, so the change
+and its audit entry commit together or not at all. The log is append-only three times over: this package has no
+update or delete path, the database refuses UPDATE and DELETE on the table (triggers, migration 0007), and every
+entry carries a SHA-256 over its own fields and the previous entry's hash, so a row edited or removed behind the
+database's back shows up in ``verify_chain``.
+
+Values are stored as text (JSON for structured ones) and never hold secrets: callers pass key prefixes, not keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row
+
+from postroom.audit import queries
+from postroom.db.engine import serialise_on
+
+GENESIS_HASH = "0" * 64
+MAX_VALUE_CHARS = 4000
+_CONTROL = {i: f"\\x{i:02x}" for i in [*range(32), 127]}
+
+AuditValue = str | int | bool | Mapping[str, Any] | Sequence[Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    team_id: int | None
+    occurred_at: datetime
+    actor: str
+    actor_ip: str | None
+    user_agent: str | None
+    action: str
+    target: str | None
+    old_value: str | None
+    new_value: str | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> AuditEntry:
+        m = row._mapping
+        return cls(**{name: m[name] for name in cls.__slots__})
+
+
+def _clean(text: str | None, limit: int) -> str | None:
+    """Control characters (CR, LF, ANSI escapes) written out as ``\\xNN`` so no field can forge a line."""
+    if text is None:
+        return None
+    return text.translate(_CONTROL)[:limit]
+
+
+def _encode(value: AuditValue) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return _clean(text, MAX_VALUE_CHARS)
+
+
+def _row_hash(prev_hash: str, values: Mapping[str, Any]) -> str:
+    occurred_at: datetime = values["occurred_at"]
+    fields = [
+        prev_hash,
+        "" if values["team_id"] is None else str(values["team_id"]),
+        occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        values["actor"],
+        values["actor_ip"] or "",
+        values["user_agent"] or "",
+        values["action"],
+        values["target"] or "",
+        values["old_value"] if values["old_value"] is not None else "\x00",
+        values["new_value"] if values["new_value"] is not None else "\x00",
+    ]
+    return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
+
+
+def record(
+    conn: Connection,
+    *,
+    team_id: int | None,
+    actor: str,
+    action: str,
+    target: str | None,
+    old: AuditValue = None,
+    new: AuditValue = None,
+    ip: str | None,
+    now: datetime,
+    user_agent: str | None = None,
+) -> int:
+    """Append one event (in the caller's transaction) and return its id.
+
+    ``actor`` is who acted (a user's email, ``cli:user@host``, a key prefix); ``action`` a dotted verb such as
+    ``api_key.created``; ``target`` what it was done to (``api_key:key_… "Production"``).
+    """
+    serialise_on(conn, "audit-log-chain")
+    values: dict[str, Any] = {
+        "team_id": team_id,
+        "occurred_at": now.astimezone(UTC),
+        "actor": _clean(actor, 255) or "unknown",
+        "actor_ip": _clean(ip, 45),
+        "user_agent": _clean(user_agent, 255),
+        "action": _clean(action, 64) or "unknown",
+        "target": _clean(target, 255),
+        "old_value": _encode(old),
+        "new_value": _encode(new),
+    }
+    prev_hash = queries.last_row_hash(conn) or GENESIS_HASH
+    values["prev_hash"] = prev_hash
+    values["row_hash"] = _row_hash(prev_hash, values)
+    return queries.insert_entry(conn, values)
+
+
+def list_entries(
+    conn: Connection, *, team_id: int, limit: int = 100, before_id: int | None = None, action_prefix: str | None = None
+) -> list[AuditEntry]:
+    """A team's events, newest first; ``before_id`` pages back."""
+    rows = queries.entries_in_team(conn, team_id, limit=limit, before_id=before_id, action_prefix=action_prefix)
+    return [AuditEntry.from_row(row) for row in rows]
+
+
+def verify_chain(conn: Connection) -> int | None:
+    """The id of the first entry whose hash does not follow from its fields and its predecessor; None if intact."""
+    prev_hash = GENESIS_HASH
+    for row in queries.all_entries(conn):
+        values = dict(row._mapping)
+        if values["prev_hash"] != prev_hash or _row_hash(prev_hash, values) != values["row_hash"]:
+            return int(values["id"])
+        prev_hash = values["row_hash"]
+    return None

@@ -1,0 +1,73 @@
+"""The dashboard's routes, assembled into one router with its guard, error pages and static files.
+
+``router()`` refuses to build when a route has no entry in ``PAGE_ACCESS`` or an entry names no route, the same
+promise ``ROUTE_SCOPES`` makes for the API: no page can be added without deciding who may see it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar import Router
+from litestar.datastructures import CacheControlHeader
+from litestar.handlers import HTTPRouteHandler
+from litestar.static_files import create_static_files_router
+
+from postroom.dashboard.policy import PAGE_ACCESS, Stage
+from postroom.dashboard.routes import account, content, domains, emails, keys, overview, signin, team
+from postroom.dashboard.web import EXCEPTION_HANDLERS, STATIC_DIR, dashboard_guard
+
+HANDLERS: list[HTTPRouteHandler] = [
+    *signin.HANDLERS,
+    *account.HANDLERS,
+    *overview.HANDLERS,
+    *keys.HANDLERS,
+    *team.HANDLERS,
+    *emails.HANDLERS,
+    *domains.HANDLERS,
+    *content.HANDLERS,
+]
+
+STATIC_PATH = "/static/{file_path}"
+_PARAM_TYPE = re.compile(r"\{(\w+):[^}]+\}")
+
+
+def _template(path: str) -> str:
+    return _PARAM_TYPE.sub(r"{\1}", "/" + path.strip("/"))
+
+
+def _assign_access(handlers: list[HTTPRouteHandler]) -> None:
+    seen: set[tuple[str, str]] = {("GET", STATIC_PATH), ("HEAD", STATIC_PATH)}
+    for handler in handlers:
+        for path in handler.paths:
+            for method in handler.http_methods:
+                key = (method, _template(path))
+                if key not in PAGE_ACCESS:
+                    raise RuntimeError(f"dashboard route {method} {key[1]} has no entry in PAGE_ACCESS")
+                handler.opt["access"] = PAGE_ACCESS[key]
+                seen.add(key)
+    unused = set(PAGE_ACCESS) - seen
+    if unused:
+        raise RuntimeError(f"PAGE_ACCESS names dashboard routes that do not exist: {sorted(unused)}")
+
+
+def router() -> Router:
+    """The dashboard, mounted at ``/`` next to ``/api`` and ``/metrics``."""
+    _assign_access(HANDLERS)
+    static = create_static_files_router(
+        path="/static",
+        directories=[STATIC_DIR],
+        opt={"access": PAGE_ACCESS[("GET", STATIC_PATH)], "static": True},
+        cache_control=CacheControlHeader(max_age=3600, private=True),
+        include_in_schema=False,
+    )
+    assert PAGE_ACCESS[("GET", STATIC_PATH)] is Stage.PUBLIC
+    route_handlers: list[Any] = [*HANDLERS, static]
+    return Router(
+        path="/",
+        route_handlers=route_handlers,
+        guards=[dashboard_guard],
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+        include_in_schema=False,
+    )

@@ -1,0 +1,256 @@
+"""Settings > API Keys: create (shown once), edit, rotate, revoke, and the list.
+
+Every change goes through ``postroom.apikeys.service``, the same functions the command line uses, and the API guard
+reads the key row on every request, so a change made here applies to the key's very next request. Creating a Full
+Access key, upgrading one to Full Access and removing an allowlist (allowing every address) need a proof of
+identity from the last 5 minutes.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.params import FromPath
+
+from postroom.apikeys import service as keys_service
+from postroom.apikeys.service import UNCHANGED, ApiKeyRecord, CreatedKey
+from postroom.audit import service as audit
+from postroom.auth.scopes import Permission
+from postroom.core.clock import utcnow
+from postroom.dashboard.routes.common import db_of, require_fresh
+from postroom.dashboard.web import actor, form_data, redirect, render, signed_in
+from postroom.errors import ValidationFailed
+
+ROTATION_GRACE_CHOICES = {
+    "0": timedelta(0),
+    "1": timedelta(hours=1),
+    "24": timedelta(hours=24),
+    "168": timedelta(days=7),
+}
+
+
+def _key_audit(record: ApiKeyRecord) -> dict[str, Any]:
+    """What the audit log keeps of a key: never the secret, only what the list shows."""
+    return {
+        "name": record.name,
+        "permission": record.permission.value,
+        "allowed_ips": record.allowed_ips,
+        "prefix": record.display_prefix,
+    }
+
+
+async def _list_page(
+    request: Request[Any, Any, Any],
+    *,
+    status: int = 200,
+    errors: dict[str, list[str]] | None = None,
+    values: dict[str, str] | None = None,
+) -> Response[Any]:
+    session = signed_in(request)
+    keys = await db_of(request).read(lambda conn: keys_service.list_keys(conn, team_id=session.team_id))
+    now = utcnow()
+    return render(
+        request,
+        "keys.html",
+        status=status,
+        keys=keys,
+        now=now,
+        errors=errors or {},
+        values=values or {"name": "", "permission": "sending", "allowed_ips": ""},
+        Permission=Permission,
+    )
+
+
+@get("/settings/api-keys", include_in_schema=False)
+async def list_keys(request: Request[Any, Any, Any]) -> Response[Any]:
+    return await _list_page(request)
+
+
+@get("/settings/api-keys/validate-ips", include_in_schema=False)
+async def validate_ips(request: Request[Any, Any, Any]) -> Response[Any]:
+    """The inline check under the allowlist field (htmx): what the list means, or which entry is wrong."""
+    text = request.query_params.get("allowed_ips", "")
+    try:
+        canonical = keys_service.clean_allowed_ips(text)
+    except ValidationFailed as exc:
+        return render(request, "_ips_feedback.html", problems=exc.errors.get("allowed_ips", []), canonical=None)
+    return render(request, "_ips_feedback.html", problems=[], canonical=canonical)
+
+
+@post("/settings/api-keys", include_in_schema=False)
+async def create_key(request: Request[Any, Any, Any]) -> Response[Any]:
+    session = signed_in(request)
+    form = await form_data(request)
+    values = {k: form.get(k, "") for k in ("name", "permission", "allowed_ips")}
+    if values["permission"] == Permission.FULL.value:
+        await require_fresh(request, form, why="Creating a Full Access key")
+    who = actor(request)
+    now = utcnow()
+
+    def create(conn: Any) -> CreatedKey:
+        created = keys_service.create_key(
+            conn,
+            team_id=session.team_id,
+            name=values["name"],
+            permission=values["permission"],
+            allowed_ips=values["allowed_ips"] or None,
+            expires_at=None,
+            created_by=session.email,
+            now=now,
+        )
+        audit.record(
+            conn,
+            team_id=session.team_id,
+            actor=who.name,
+            action="api_key.created",
+            target=f"api_key:{created.record.id}",
+            new=_key_audit(created.record),
+            ip=who.ip,
+            now=now,
+            user_agent=who.user_agent,
+        )
+        return created
+
+    try:
+        created = await db_of(request).write(create)
+    except ValidationFailed as exc:
+        return await _list_page(request, status=422, errors=exc.errors, values=values)
+    return render(request, "key_created.html", created=created, rotated_from=None)
+
+
+@get("/settings/api-keys/{key_id:str}", include_in_schema=False)
+async def key_page(request: Request[Any, Any, Any], key_id: FromPath[str]) -> Response[Any]:
+    session = signed_in(request)
+    key = await db_of(request).read(lambda conn: keys_service.get_key(conn, key_id=key_id, team_id=session.team_id))
+    return render(request, "key_edit.html", key=key, now=utcnow(), errors={}, values=None, Permission=Permission)
+
+
+@post("/settings/api-keys/{key_id:str}", include_in_schema=False)
+async def update_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> Response[Any]:
+    session = signed_in(request)
+    form = await form_data(request)
+    db = db_of(request)
+    current = await db.read(lambda conn: keys_service.get_key(conn, key_id=key_id, team_id=session.team_id))
+    name, permission, allowed_ips = form.get("name", ""), form.get("permission", ""), form.get("allowed_ips", "")
+    upgrading = permission == Permission.FULL.value and current.permission != Permission.FULL
+    opening = bool(current.allowed_ips) and not allowed_ips.strip()
+    if upgrading or opening:
+        await require_fresh(
+            request,
+            form,
+            why="Granting Full Access" if upgrading else "Removing the IP restriction (allow any address)",
+        )
+    who = actor(request)
+    now = utcnow()
+
+    def update(conn: Any) -> None:
+        before = keys_service.get_key(conn, key_id=key_id, team_id=session.team_id)
+        after = keys_service.update_key(
+            conn,
+            key_id=key_id,
+            team_id=session.team_id,
+            now=now,
+            name=name,
+            permission=permission or UNCHANGED,
+            allowed_ips=allowed_ips.strip() or None,
+        )
+        old, new = _key_audit(before), _key_audit(after)
+        changed = [field for field in old if old[field] != new[field]]
+        if changed:
+            audit.record(
+                conn,
+                team_id=session.team_id,
+                actor=who.name,
+                action="api_key.updated",
+                target=f"api_key:{key_id}",
+                old={f: old[f] for f in changed},
+                new={f: new[f] for f in changed},
+                ip=who.ip,
+                now=now,
+                user_agent=who.user_agent,
+            )
+
+    try:
+        await db.write(update)
+    except ValidationFailed as exc:
+        values = {"name": name, "permission": permission, "allowed_ips": allowed_ips}
+        return render(
+            request,
+            "key_edit.html",
+            status=422,
+            key=current,
+            now=now,
+            errors=exc.errors,
+            values=values,
+            Permission=Permission,
+        )
+    return redirect(request, f"/settings/api-keys/{key_id}", notice="key-updated")
+
+
+@post("/settings/api-keys/{key_id:str}/rotate", include_in_schema=False)
+async def rotate_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> Response[Any]:
+    session = signed_in(request)
+    form = await form_data(request)
+    grace = ROTATION_GRACE_CHOICES.get(form.get("grace_hours", "24"))
+    if grace is None:
+        raise ValidationFailed({"grace_hours": ["Choose now, 1 hour, 24 hours or 7 days."]})
+    who = actor(request)
+    now = utcnow()
+
+    def rotate(conn: Any) -> tuple[CreatedKey, ApiKeyRecord]:
+        created, old = keys_service.rotate_key(
+            conn, key_id=key_id, team_id=session.team_id, grace=grace, created_by=session.email, now=now
+        )
+        audit.record(
+            conn,
+            team_id=session.team_id,
+            actor=who.name,
+            action="api_key.rotated",
+            target=f"api_key:{key_id}",
+            old={"prefix": old.display_prefix},
+            new={
+                "successor": created.record.id,
+                "prefix": created.record.display_prefix,
+                "old_key_expires_at": old.expires_at.isoformat() if old.expires_at else None,
+            },
+            ip=who.ip,
+            now=now,
+            user_agent=who.user_agent,
+        )
+        return created, old
+
+    created, old = await db_of(request).write(rotate)
+    return render(request, "key_created.html", created=created, rotated_from=old)
+
+
+@post("/settings/api-keys/{key_id:str}/revoke", include_in_schema=False)
+async def revoke_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> Response[Any]:
+    session = signed_in(request)
+    who = actor(request)
+    now = utcnow()
+
+    def revoke(conn: Any) -> None:
+        before = keys_service.get_key(conn, key_id=key_id, team_id=session.team_id)
+        if before.revoked_at is not None:
+            return
+        after = keys_service.revoke_key(conn, key_id=key_id, team_id=session.team_id, now=now)
+        audit.record(
+            conn,
+            team_id=session.team_id,
+            actor=who.name,
+            action="api_key.revoked",
+            target=f"api_key:{key_id}",
+            old={"status": before.status(now)},
+            new={"status": after.status(now), "prefix": after.display_prefix},
+            ip=who.ip,
+            now=now,
+            user_agent=who.user_agent,
+        )
+
+    await db_of(request).write(revoke)
+    return redirect(request, "/settings/api-keys", notice="key-revoked")
+
+
+HANDLERS = [list_keys, validate_ips, create_key, key_page, update_key, rotate_key, revoke_key]
