@@ -164,12 +164,16 @@ def _sqlite_on_begin(conn: Connection) -> None:
 class PostgresDatabase(Database):
     dialect = "postgresql"
 
-    def __init__(self, url: str) -> None:
-        self._engine = create_async_engine(url, pool_size=10, max_overflow=10)
+    def __init__(self, url: str, *, max_connections: int = 20) -> None:
+        # Each of the two pools opens at most ``max_connections`` (POSTROOM_DATABASE_POOL_SIZE): with many
+        # processes on one server, their sum must stay under PostgreSQL's max_connections.
+        pool_size = min(10, max_connections)
+        overflow = max_connections - pool_size
+        self._engine = create_async_engine(url, pool_size=pool_size, max_overflow=overflow)
         # Reads in autocommit on a pool of their own: no BEGIN/ROLLBACK round trips and no isolation level to
         # reset on every checkout; READ COMMITTED gives each statement its own snapshot anyway.
         self._read_engine = create_async_engine(
-            url, pool_size=10, max_overflow=10, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
+            url, pool_size=pool_size, max_overflow=overflow, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
         )
         self._background = set()
 
@@ -198,7 +202,7 @@ def open_database(settings: Settings) -> Database:
     """The database the settings name: PostgreSQL when ``POSTROOM_DATABASE_URL`` says so, else embedded SQLite."""
     url = settings.effective_database_url
     if url.startswith("postgresql+asyncpg://"):
-        return PostgresDatabase(url)
+        return PostgresDatabase(url, max_connections=settings.database_pool_size)
     return SQLiteDatabase(url)
 
 

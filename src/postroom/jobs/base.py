@@ -7,6 +7,7 @@ the row names and are safe to run twice, so delivery is at-least-once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ class WorkKind(StrEnum):
     DELIVER = "deliver"
     RELEASE_SCHEDULED = "release_scheduled"
     VERIFY_DOMAIN = "verify_domain"
+    WEBHOOK = "webhook"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,42 @@ async def execute(db: Database, handlers: Mapping[WorkKind, Handler], item: Work
         log.warning("work item %s: lease lost before its outcome was recorded", item.id)
 
 
+def release_leases(conn: Connection, *, token: str, now: datetime) -> int:
+    """Put back the items a stopping worker still holds, so others take them now rather than when leases expire.
+
+    On PostgreSQL each released item gets a fresh pgqueuer job (the one it ran under was cancelled with it).
+    """
+    rows = queries.release(conn, token=token, now=now)
+    if rows and conn.dialect.name == "postgresql":
+        from postroom.jobs.pgqueuer import enqueue_job
+
+        for row in rows:
+            enqueue_job(conn, kind=WorkKind(row.kind), item_id=row.id, attempt=row.attempts, run_at=now, now=now)
+    return len(rows)
+
+
+async def finish_or_release(db: Database, running: set[asyncio.Task[Any]], token: str, timeout: float) -> int:
+    """Graceful stop (REL-11): wait up to ``timeout`` s for in-flight items, cancel what is left, release leases.
+
+    Returns how many items were released. An item cancelled mid-send may be sent again by another worker
+    (with the same Message-ID); one that finished in time is recorded and never repeated.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while running and loop.time() < deadline:  # items that started meanwhile are waited for too
+        await asyncio.wait(set(running), timeout=deadline - loop.time())
+    pending = set(running)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+    now = utcnow()
+    released = await db.write(lambda conn: release_leases(conn, token=token, now=now))
+    if released:
+        log.warning("released %d work item(s) still running at shutdown", released)
+    return released
+
+
 def work_item(row: Any) -> WorkItem:
     return WorkItem(id=row.id, kind=WorkKind(row.kind), ref=row.ref, attempts=row.attempts, created_at=row.created_at)
 
@@ -127,3 +165,6 @@ class Dispatcher(Protocol):
 
     async def run_forever(self) -> None:
         """Claim due work items and run their handlers until cancelled."""
+
+    async def shutdown(self, timeout: float) -> int:
+        """Stop claiming, finish in-flight items within ``timeout`` s, release the rest; returns how many."""

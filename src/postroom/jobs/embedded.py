@@ -16,7 +16,7 @@ from datetime import timedelta
 from postroom.core.clock import utcnow
 from postroom.db.engine import Database
 from postroom.jobs import queries
-from postroom.jobs.base import Handler, WorkItem, WorkKind, execute, work_item
+from postroom.jobs.base import Handler, WorkItem, WorkKind, execute, finish_or_release, work_item
 
 log = logging.getLogger("postroom.jobs")
 
@@ -35,6 +35,9 @@ class EmbeddedDispatcher:
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._token = secrets.token_hex(8)
+        self._stopping = False
+        self._started = False
+        self._loop_done = asyncio.Event()
 
     def wake(self) -> None:
         self._wake.set()
@@ -44,9 +47,12 @@ class EmbeddedDispatcher:
         return len(self._running)
 
     async def run_forever(self) -> None:
+        self._started = True
         try:
-            while True:
+            while not self._stopping:
                 claimed = await self._claim()
+                if self._stopping:
+                    break  # claimed just as shutdown began: shutdown() releases them unrun
                 if not claimed:
                     self._wake.clear()
                     try:
@@ -59,9 +65,21 @@ class EmbeddedDispatcher:
                     self._running.add(task)
                     task.add_done_callback(self._finished)
                 if len(self._running) >= self._concurrency:
-                    await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
-        finally:
+                    self._wake.clear()
+                    await self._wake.wait()  # set when a slot frees up, or by shutdown()
+        except asyncio.CancelledError:
             await self.stop()
+            raise
+        finally:
+            self._loop_done.set()
+
+    async def shutdown(self, timeout: float) -> int:
+        """Stop claiming, finish in-flight items within ``timeout`` s, then release whatever is still leased."""
+        self._stopping = True
+        self._wake.set()
+        if self._started:
+            await self._loop_done.wait()  # no claim can commit after the release below
+        return await finish_or_release(self._db, self._running, self._token, timeout)
 
     async def stop(self) -> None:
         """Let running handlers finish (their outcomes are recorded), then return."""
@@ -74,7 +92,7 @@ class EmbeddedDispatcher:
 
     async def _claim(self) -> list[WorkItem]:
         room = self._concurrency - len(self._running)
-        if room <= 0:
+        if room <= 0 or self._stopping:
             return []
         now = utcnow()
         rows = await self._db.write(

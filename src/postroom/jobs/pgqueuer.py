@@ -28,7 +28,7 @@ from sqlalchemy.util import await_
 from postroom.core.clock import utcnow
 from postroom.db.engine import Database
 from postroom.jobs import queries
-from postroom.jobs.base import Handler, WorkKind, execute, work_item
+from postroom.jobs.base import Handler, WorkKind, execute, finish_or_release, work_item
 
 log = logging.getLogger("postroom.jobs")
 
@@ -82,13 +82,19 @@ class PgQueuerDispatcher:
         self._lease = lease
         self._reconcile_interval = reconcile_interval
         self._token = secrets.token_hex(8)
+        self._running: set[asyncio.Task[Any]] = set()
+        self._manager: QueueManager | None = None
+        self._stopping = False
+        self._closed = False
 
     def wake(self) -> None:
         """Nothing to do: the enqueue's NOTIFY wakes every worker."""
 
     async def run_forever(self) -> None:
         connection = await asyncpg.connect(self._dsn)
-        manager = QueueManager(Queries(AsyncpgDriver(connection)))
+        manager = self._manager = QueueManager(Queries(AsyncpgDriver(connection)))
+        if self._stopping:
+            manager.shutdown.set()
         for kind in self._handlers:
             manager.entrypoint(kind.value, accepts_context=False)(self._job)
         reconciler = asyncio.create_task(self._reconcile_forever())
@@ -109,8 +115,30 @@ class PgQueuerDispatcher:
                 await asyncio.wait_for(running, SHUTDOWN_GRACE_SECONDS)
             await connection.close()
 
+    async def shutdown(self, timeout: float) -> int:
+        """Stop taking jobs, finish in-flight items within ``timeout`` s, cancel the rest and release their rows.
+
+        Released rows get new jobs, so another worker picks them up at once instead of after the lease.
+        """
+        self._stopping = True
+        if self._manager is not None:
+            self._manager.shutdown.set()
+        try:
+            return await finish_or_release(self._db, self._running, self._token, timeout)
+        finally:
+            self._closed = True
+
     async def _job(self, job: Any) -> None:
-        item_id = int(job.payload.decode())
+        task = asyncio.current_task()
+        if self._closed or task is None:
+            return  # dequeued after the leases were released: the row stays queued for the reconciler
+        self._running.add(task)
+        try:
+            await self._claim_and_run(int(job.payload.decode()))
+        finally:
+            self._running.discard(task)
+
+    async def _claim_and_run(self, item_id: int) -> None:
         now = utcnow()
         token, lease_until = self._token, now + self._lease
         row = await self._db.write(

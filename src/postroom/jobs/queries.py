@@ -105,3 +105,13 @@ def finish(conn: Connection, *, item_id: int, token: str, values: dict[str, Any]
         .values(lease_until=None, lease_token=None, **values)
     )
     return result.rowcount == 1
+
+
+def release(conn: Connection, *, token: str, now: datetime) -> Sequence[Any]:
+    """Give back every item ``token`` still leases (a worker shutting down): due again at once, for anyone."""
+    return conn.execute(
+        update(work_items)
+        .where(work_items.c.lease_token == token, work_items.c.status == "leased")
+        .values(status="queued", run_at=now, lease_until=None, lease_token=None, updated_at=now)
+        .returning(work_items.c.id, work_items.c.kind, work_items.c.attempts)
+    ).fetchall()

@@ -1,20 +1,49 @@
-"""``GET /api/health`` (public) and ``GET /api/auth/check``."""
+"""``GET /api/health`` and ``GET /api/health/ready`` (public), and ``GET /api/auth/check``."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
-from litestar import get
+from litestar import Response, get
+from litestar.datastructures import State
 
 from postroom.auth.guard import CallerKey
 from postroom.core.clock import iso_event, utcnow
 from postroom.core.envelope import envelope
+from postroom.system import queries
 
 
 @get("/health", sync_to_thread=False)
 def health() -> dict[str, Any]:
     """Public: answers without a key and ignores any ``Authorization`` header sent anyway."""
     return envelope("Health check passed.", {"status": "ok", "timestamp": iso_event(utcnow())})
+
+
+READY_TIMEOUT_SECONDS = 2.0
+log = logging.getLogger("postroom.system")
+
+
+@get("/health/ready")
+async def ready(state: State) -> Response[dict[str, Any]]:
+    """Public readiness for load balancers and orchestrators: 200 once the database answers, else 503.
+
+    ``/api/health`` says the process is alive; this says it can do its work, so a balancer takes an API process
+    whose database connection is down out of rotation instead of sending it traffic that would fail.
+    """
+    try:
+        ok = await asyncio.wait_for(state.db.read(queries.database_answers), READY_TIMEOUT_SECONDS)
+    except Exception as exc:  # any failure to reach the database means "not ready", never a 500
+        log.warning("readiness check failed: %s", type(exc).__name__)
+        ok = False
+    if not ok:
+        return Response(
+            {"message": "The database is not reachable.", "error_code": "not_ready"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+    return Response(envelope("Ready.", {"status": "ready", "timestamp": iso_event(utcnow())}), status_code=200)
 
 
 @get("/auth/check", sync_to_thread=False)

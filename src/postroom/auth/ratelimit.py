@@ -1,0 +1,257 @@
+"""Per-team rate limits (lettr-api.md §7.2), shared by every API process of an installation.
+
+The check runs in the guard right after the scope check (DESIGN §4: 401 → IP 403 → scope 403 → 429 → 422), so
+a request the key may not make never costs the team its quota, and a request over the limit is refused before
+its body is read. Two limits apply, both per team and shared by all of its keys:
+
+- ``POSTROOM_RATE_LIMIT`` on every keyed ``/api`` request;
+- ``POSTROOM_SEND_RATE_LIMIT`` on the send routes (scope ``emails:send``) on top of it.
+
+Counting is the ``limits`` library's fixed window. Where the counters live decides who shares them:
+
+- ``POSTROOM_REDIS_URL`` set: Redis (``limits``' own storage), for installations that already run one;
+- PostgreSQL without Redis: ``DatabaseStorage`` below, a ``limits`` storage on the ``rate_limit_counters`` table
+  (UNLOGGED, one upsert per check on a small asyncpg pool of its own), so every ``postroom api`` process on the
+  database counts against the same window;
+- embedded SQLite: memory (one process serves the API).
+
+Every response to a request that reached the check carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and
+``X-RateLimit-Reset`` (unix seconds) of the tightest limit that applied; a refusal is 429 ``rate_limit_exceeded``
+with ``Retry-After``. Requests refused earlier (no key, wrong IP, wrong scope) and public routes carry none: they
+are not counted against any team. If the counter store fails the request is let through and the failure logged:
+an outage of the store must not take the API down with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from limits import RateLimitItem, parse_many
+from limits.aio.storage import MemoryStorage, Storage
+from limits.errors import ConfigurationError
+from limits.storage import storage_from_string
+from litestar.connection import ASGIConnection
+from litestar.types import Message
+from litestar.types import Scope as AsgiScope
+
+from postroom.auth.scopes import Scope
+from postroom.config import ConfigError, Settings
+from postroom.errors import RateLimitExceeded
+
+log = logging.getLogger("postroom.auth")
+
+SEND_SCOPES = frozenset({Scope.EMAILS_SEND})
+"""Scopes whose routes also count against the send limit."""
+
+_HEADERS_STATE = "rate_limit_headers"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of one check: the tightest limit that applied, and whether the request is over it."""
+
+    limit: int
+    remaining: int
+    reset: int
+    """Unix seconds at which the window of that limit ends."""
+    retry_after: int | None = None
+    """Seconds until the request may be repeated; None when it is within every limit."""
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"x-ratelimit-limit", str(self.limit).encode()),
+            (b"x-ratelimit-remaining", str(self.remaining).encode()),
+            (b"x-ratelimit-reset", str(self.reset).encode()),
+        ]
+
+
+class DatabaseStorage(Storage):
+    """A ``limits`` storage for fixed windows in PostgreSQL's ``rate_limit_counters`` table.
+
+    ``incr`` is one ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` in autocommit: it starts a new window when the
+    row's window has ended (by the database's clock) and otherwise adds to it, atomically under the row lock, so
+    concurrent processes never lose a count. A window's end never moves while it is open, so the expiry that
+    ``incr`` returned is remembered and ``get_expiry`` answers from it without another round trip.
+    """
+
+    STORAGE_SCHEME = ["postroom+postgresql"]
+
+    _INCR = """
+        INSERT INTO rate_limit_counters AS c (key, count, expires_at)
+        VALUES ($1, $2, extract(epoch FROM clock_timestamp())::float8 + $3::float8)
+        ON CONFLICT (key) DO UPDATE SET
+            count = CASE WHEN c.expires_at <= extract(epoch FROM clock_timestamp())::float8
+                         THEN excluded.count ELSE c.count + excluded.count END,
+            expires_at = CASE WHEN c.expires_at <= extract(epoch FROM clock_timestamp())::float8
+                              THEN excluded.expires_at ELSE c.expires_at END
+        RETURNING count, expires_at, extract(epoch FROM clock_timestamp())::float8 AS now
+    """
+    _LEFT = """
+        SELECT expires_at - extract(epoch FROM clock_timestamp())::float8 AS left
+        FROM rate_limit_counters WHERE key = $1
+    """
+    _GET = """
+        SELECT count, expires_at FROM rate_limit_counters
+        WHERE key = $1 AND expires_at > extract(epoch FROM clock_timestamp())::float8
+    """
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any) -> None:
+        super().__init__(uri, wrap_exceptions=wrap_exceptions)
+        dsn = (uri or "").removeprefix("postroom+")
+        self._dsn = dsn.replace("postgresql+asyncpg://", "postgresql://", 1)
+        self._pool: Any = None
+        self._pool_lock: asyncio.Lock | None = None
+        self._expiries: dict[str, float] = {}
+        """Window ends seen by this process, as local ``time.time()`` values (corrected for clock skew)."""
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        import asyncpg
+
+        return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+    async def _connections(self) -> Any:
+        # Created on first use: asyncpg pools belong to the event loop that opened them (the server's).
+        if self._pool is None:
+            if self._pool_lock is None:
+                self._pool_lock = asyncio.Lock()
+            async with self._pool_lock:
+                if self._pool is None:
+                    import asyncpg
+
+                    self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4)
+        return self._pool
+
+    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        pool = await self._connections()
+        row = await pool.fetchrow(self._INCR, key, amount, float(expiry))
+        self._expiries[key] = time.time() + (row["expires_at"] - row["now"])
+        return int(row["count"])
+
+    async def get(self, key: str) -> int:
+        pool = await self._connections()
+        row = await pool.fetchrow(self._GET, key)
+        return 0 if row is None else int(row["count"])
+
+    async def get_expiry(self, key: str) -> float:
+        known = self._expiries.get(key)
+        if known is not None and known > time.time():
+            return known
+        pool = await self._connections()
+        row = await pool.fetchrow(self._LEFT, key)
+        return time.time() + (0.0 if row is None else max(0.0, float(row["left"])))
+
+    async def check(self) -> bool:
+        try:
+            pool = await self._connections()
+            return bool(await pool.fetchval("SELECT 1") == 1)
+        except Exception:
+            return False
+
+    async def reset(self) -> int | None:
+        pool = await self._connections()
+        self._expiries.clear()
+        return int(
+            await pool.fetchval("WITH gone AS (DELETE FROM rate_limit_counters RETURNING 1) SELECT count(*) FROM gone")
+        )
+
+    async def clear(self, key: str) -> None:
+        pool = await self._connections()
+        self._expiries.pop(key, None)
+        await pool.execute("DELETE FROM rate_limit_counters WHERE key = $1", key)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+def _items(setting: str) -> list[RateLimitItem]:
+    return [] if setting == "off" else list(parse_many(setting))
+
+
+def open_storage(settings: Settings) -> Storage:
+    """Redis when configured; else the database on PostgreSQL; else this process's memory (embedded SQLite)."""
+    if settings.redis_url:
+        try:
+            storage = storage_from_string("async+" + settings.redis_url, implementation="redispy")
+        except ConfigurationError as exc:
+            raise ConfigError(f"POSTROOM_REDIS_URL: {exc} (install the 'redis' package)") from None
+        assert isinstance(storage, Storage)  # an async+ scheme always gives an asyncio storage
+        return storage
+    url = settings.effective_database_url
+    if url.startswith("postgresql"):
+        return DatabaseStorage("postroom+" + url)
+    return MemoryStorage()
+
+
+class RateLimiter:
+    """Counts a team's requests against the configured limits and says whether one more is allowed."""
+
+    def __init__(self, storage: Storage, *, general: list[RateLimitItem], send: list[RateLimitItem]) -> None:
+        self.storage = storage
+        self._general = general
+        self._send = general + send
+        self.enabled = bool(general or send)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimiter:
+        return cls(open_storage(settings), general=_items(settings.rate_limit), send=_items(settings.send_rate_limit))
+
+    async def hit(self, team_id: int, scope: Scope) -> Verdict | None:
+        """Count one request of ``team_id`` needing ``scope``; None when no limit applies or the store failed."""
+        items = self._send if scope in SEND_SCOPES else self._general
+        if not items:
+            return None
+        team = str(team_id)
+        tightest: Verdict | None = None
+        retry_after: int | None = None
+        try:
+            for item in items:
+                key = item.key_for("team", team)
+                count = await self.storage.incr(key, item.get_expiry())
+                reset = await self.storage.get_expiry(key)
+                if count > item.amount:
+                    wait = max(1, math.ceil(reset - time.time()))
+                    retry_after = wait if retry_after is None else max(retry_after, wait)
+                verdict = Verdict(item.amount, max(0, item.amount - count), math.ceil(reset))
+                if tightest is None or verdict.remaining < tightest.remaining:
+                    tightest = verdict
+        except Exception:
+            log.warning("rate-limit counters unavailable; request let through", exc_info=True)
+            return None
+        assert tightest is not None
+        if retry_after is None:
+            return tightest
+        return Verdict(tightest.limit, 0, tightest.reset, retry_after)
+
+    async def close(self) -> None:
+        closer = getattr(self.storage, "close", None)
+        if closer is not None:
+            await closer()
+
+
+async def enforce_rate_limit(connection: ASGIConnection[Any, Any, Any, Any], required: Scope) -> None:
+    """Guard step after the scope check: count the request for the caller's team, or refuse it with 429."""
+    limiter: RateLimiter = connection.app.state.rate_limiter
+    if not limiter.enabled:
+        return
+    verdict = await limiter.hit(connection.scope["state"]["api_key"].team_id, required)
+    if verdict is None:
+        return
+    connection.scope["state"][_HEADERS_STATE] = verdict.headers()
+    if verdict.retry_after is not None:
+        raise RateLimitExceeded(verdict.retry_after)
+
+
+async def add_rate_limit_headers(message: Message, scope: AsgiScope) -> None:
+    """``before_send`` hook: put the request's rate-limit headers on its response, whatever produced it."""
+    if message["type"] == "http.response.start":
+        headers = scope.get("state", {}).get(_HEADERS_STATE)
+        if headers:
+            message["headers"] = [*message.get("headers", ()), *headers]

@@ -1,0 +1,19 @@
+"""Fixtures for the system tests: a fresh PostgreSQL database per module (scale-out needs PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import Backend, LoopThread, _make_backend
+
+
+@pytest.fixture(scope="module")
+def pg_backend(tmp_path_factory: pytest.TempPathFactory, loop_thread: LoopThread) -> Iterator[Backend]:
+    """A new database on the test PostgreSQL cluster; skipped without one unless POSTROOM_REQUIRE_POSTGRES=1."""
+    backend = _make_backend("postgres", tmp_path_factory.mktemp("system-pg"), loop_thread)
+    yield backend
+    loop_thread.run(backend.db.close())
+    for step in backend.cleanup:
+        step()

@@ -1,0 +1,140 @@
+"""Per-team rate limits (lettr-api.md §7.2): headers on every counted response, 429 with Retry-After, the order of
+checks (401 → IP 403 → scope 403 → 429 → 422), and one window shared by every ``postroom api`` process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from postroom.auth.ratelimit import DatabaseStorage
+from postroom.config import ConfigError, load_settings
+from tests.conftest import Backend, LoopThread, bearer, http_from
+from tests.system.cluster import ApiProcess
+
+RATE_MESSAGE = "Rate limit exceeded. Please slow down your requests."
+
+
+@pytest.fixture
+def limited_api(backend: Backend, tmp_path: Path) -> Iterator[ApiProcess]:
+    """An API process allowing each team 5 requests a minute, 2 of them sends."""
+    env = backend.subprocess_env({"POSTROOM_RATE_LIMIT": "5/minute", "POSTROOM_SEND_RATE_LIMIT": "2/minute"})
+    api = ApiProcess(env, tmp_path / "api.log").start()
+    yield api
+    api.terminate()
+
+
+def _new_team(backend: Backend) -> int:
+    from postroom.teams import queries as team_queries
+
+    def create(conn):  # type: ignore[no-untyped-def]
+        from postroom.core.clock import utcnow
+
+        team_id = team_queries.insert_team(conn, "Rate-limited team", utcnow())
+        team_queries.insert_project(conn, team_id, "Default project", is_default=True, now=utcnow())
+        return team_id
+
+    return backend.write(create)
+
+
+def test_every_counted_response_carries_the_headers_and_the_sixth_request_gets_429(
+    backend: Backend, limited_api: ApiProcess
+) -> None:
+    key = backend.create_key(team_id=_new_team(backend)).key
+    with http_from() as http:
+        seen = []
+        for path in ["/projects", "/emails/unknown-id", "/projects", "/domains", "/projects"]:
+            response = http.get(limited_api.api_url + path, headers=bearer(key))
+            assert response.status_code in (200, 404), response.text
+            seen.append(int(response.headers["X-RateLimit-Remaining"]))
+            assert response.headers["X-RateLimit-Limit"] == "5"
+            assert int(response.headers["X-RateLimit-Reset"]) > 0
+        assert seen == [4, 3, 2, 1, 0]
+        refused = http.get(limited_api.api_url + "/projects", headers=bearer(key))
+    assert refused.status_code == 429
+    assert refused.json() == {"message": RATE_MESSAGE, "error_code": "rate_limit_exceeded"}
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_sends_have_their_own_tighter_limit_and_it_comes_before_validation(
+    backend: Backend, limited_api: ApiProcess
+) -> None:
+    key = backend.create_key(team_id=_new_team(backend)).key
+    with http_from() as http:
+        statuses = []
+        for _ in range(3):
+            response = http.post(limited_api.api_url + "/emails", json={"to": []}, headers=bearer(key))
+            statuses.append(response.status_code)
+            assert response.headers["X-RateLimit-Limit"] == "2"
+        assert statuses == [422, 422, 429]  # the third is refused before its (invalid) body is looked at
+        assert http.get(limited_api.api_url + "/projects", headers=bearer(key)).status_code == 200
+
+
+def test_authentication_ip_and_scope_refusals_come_before_the_rate_limit_and_do_not_count(
+    backend: Backend, limited_api: ApiProcess
+) -> None:
+    team = _new_team(backend)
+    full = backend.create_key(team_id=team).key
+    sending = backend.create_key(team_id=team, permission="sending").key
+    fenced = backend.create_key(team_id=team, allowed_ips="203.0.113.9").key
+    with http_from() as http:
+        for _ in range(5):
+            assert http.get(limited_api.api_url + "/projects", headers=bearer(full)).status_code == 200
+        assert http.get(limited_api.api_url + "/projects", headers=bearer(full)).status_code == 429
+        unknown = http.get(limited_api.api_url + "/projects", headers=bearer("lttr_" + "A" * 64))
+        assert unknown.status_code == 401
+        assert "X-RateLimit-Limit" not in unknown.headers
+        fenced_answer = http.get(limited_api.api_url + "/projects", headers=bearer(fenced))
+        assert fenced_answer.status_code == 403
+        assert fenced_answer.json() == {"message": "Access denied. Your IP address is not allowed."}
+        scoped = http.get(limited_api.api_url + "/domains", headers=bearer(sending))
+        assert scoped.status_code == 403
+        assert scoped.json()["error_code"] == "insufficient_scope"
+        assert "X-RateLimit-Limit" not in scoped.headers
+        assert http.get(limited_api.api_url + "/health").status_code == 200  # public routes are never counted
+
+
+def test_two_api_processes_share_one_window_on_postgresql(pg_backend: Backend, tmp_path: Path) -> None:
+    env = pg_backend.subprocess_env({"POSTROOM_RATE_LIMIT": "10/minute"})
+    apis = [ApiProcess(env, tmp_path / f"api{n}.log").start() for n in range(2)]
+    try:
+        key = pg_backend.create_key(team_id=_new_team(pg_backend)).key
+        statuses = []
+        with http_from() as http:
+            for i in range(14):
+                statuses.append(http.get(apis[i % 2].api_url + "/projects", headers=bearer(key)).status_code)
+    finally:
+        for api in apis:
+            api.terminate()
+    assert statuses == [200] * 10 + [429] * 4
+
+
+def test_database_counters_lose_no_count_under_concurrent_processes(
+    pg_backend: Backend, loop_thread: LoopThread
+) -> None:
+    url = pg_backend.settings.effective_database_url
+
+    async def hammer() -> int:
+        stores = [DatabaseStorage("postroom+" + url) for _ in range(3)]
+        try:
+            counts = await asyncio.gather(*(stores[i % 3].incr("test/concurrency", 60) for i in range(300)))
+            return max(counts)
+        finally:
+            for store in stores:
+                await store.close()
+
+    assert loop_thread.run(hammer()) == 300
+
+
+@pytest.mark.parametrize("value", ["fast", "10/fortnight", "-1/second"])
+def test_a_malformed_rate_limit_setting_stops_postroom_naming_the_variable(value: str) -> None:
+    with pytest.raises(ConfigError, match="POSTROOM_RATE_LIMIT"):
+        load_settings({"POSTROOM_RATE_LIMIT": value})
+
+
+def test_rate_limits_can_be_switched_off() -> None:
+    assert load_settings({"POSTROOM_RATE_LIMIT": "off", "POSTROOM_SEND_RATE_LIMIT": "OFF"}).rate_limit == "off"
