@@ -416,7 +416,7 @@ def run_postroom(ctx: Any, tmp: Path, args: argparse.Namespace, body: bytes) -> 
         port = free_port()
         log = stack.enter_context(log_path.open("wb"))
         server = subprocess.Popen(
-            [sys.executable, "-m", "postroom", "serve", "--port", str(port)],
+            [sys.executable, "-m", "postroom", "serve", "--port", str(port), "--no-smtp"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -17,6 +17,12 @@ version=$(ls /usr/lib/postgresql | sort -n | tail -1)
 if ! pg_lsclusters -h | awk '{print $1" "$2}' | grep -q "^$version main$"; then
     pg_createcluster "$version" main >&2
 fi
+# The test suite runs many servers and worker processes at once, each with its own pool: allow for them.
+conf="/etc/postgresql/$version/main/conf.d/postroom-tests.conf"
+if [ ! -f "$conf" ] && [ -d "$(dirname "$conf")" ]; then
+    echo "max_connections = 400" > "$conf"
+    if pg_lsclusters -h | grep -q "^$version *main .* online"; then pg_ctlcluster "$version" main restart >&2; fi
+fi
 if ! pg_lsclusters -h | grep -q "^$version *main .* online"; then
     pg_ctlcluster "$version" main start >&2
 fi

@@ -7,6 +7,16 @@ cd "$(dirname "$0")/.."
 
 ./scripts/install.sh --test
 
+# swaks (Debian's SMTP test client) drives the SMTP relay tests; without it they are skipped.
+if ! command -v swaks >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq swaks >&2 \
+            || echo "swaks could not be installed: its tests will be skipped" >&2
+    else
+        echo "swaks is not installed: its tests will be skipped" >&2
+    fi
+fi
+
 if [ -z "${POSTROOM_TEST_POSTGRES_URL:-}" ]; then
     if url=$(./scripts/postgres.sh); then
         export POSTROOM_TEST_POSTGRES_URL="$url"
@@ -15,6 +25,16 @@ if [ -z "${POSTROOM_TEST_POSTGRES_URL:-}" ]; then
         exit 1
     else
         echo "PostgreSQL could not be started: its tests will be skipped" >&2
+    fi
+fi
+
+# The dashboard's browser tests drive Debian's Chromium (/usr/bin/chromium) through Playwright.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+    else
+        echo "Chromium is not installed (apt-get install chromium): the browser tests will fail" >&2
     fi
 fi
 

@@ -200,6 +200,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+SMTP_OFF = {"POSTROOM_SMTP_PORT": "0", "POSTROOM_SMTPS_PORT": "0", "POSTROOM_BOUNCE_PORT": "0"}
+"""Servers share the machine: their SMTP listeners are off unless a test gives them free ports."""
+
+
 class Server:
     """``postroom serve`` as its own process on loopback."""
 
@@ -208,7 +212,7 @@ class Server:
         self.host = host
         self.port = free_port()
         self.log_path = log_path
-        self._env = backend.subprocess_env(env)
+        self._env = backend.subprocess_env({**SMTP_OFF, **(env or {})})
         self._process: subprocess.Popen[bytes] | None = None
 
     @property

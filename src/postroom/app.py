@@ -28,6 +28,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from postroom import __version__
 from postroom.apikeys.service import ApiKeyRecord
 from postroom.auth.guard import Authenticator, api_key_guard
+from postroom.auth.ratelimit import RateLimiter, add_rate_limit_headers
 from postroom.auth.scopes import PUBLIC, ROUTE_SCOPES
 from postroom.config import Settings
 from postroom.dashboard import routes as dashboard
@@ -49,6 +50,7 @@ MAX_REQUEST_BODY = 12 * 1024 * 1024
 
 API_HANDLERS = [
     system_api.health,
+    system_api.ready,
     system_api.auth_check,
     teams_api.list_projects,
     *emails_api.HANDLERS,
@@ -149,6 +151,7 @@ def build_app(
     wake_worker: Callable[[], None] | None = None,
 ) -> Litestar:
     """The web application; ``wake_worker`` is called after a send commits (the embedded worker's doorbell)."""
+    rate_limiter = RateLimiter.from_settings(settings)
     api = Router(
         path="/api",
         route_handlers=API_HANDLERS,
@@ -156,7 +159,7 @@ def build_app(
         dependencies={"api_key": Provide(_provide_api_key, sync_to_thread=False)},
     )
     app = Litestar(
-        route_handlers=[api, metrics, dashboard.index],
+        route_handlers=[api, metrics, dashboard.router()],
         exception_handlers={
             PostroomError: _postroom_error,
             ValidationException: _validation_error,
@@ -169,13 +172,15 @@ def build_app(
                 "settings": settings,
                 "db": db,
                 "authenticator": Authenticator(db, settings),
+                "rate_limiter": rate_limiter,
                 "wake_worker": wake_worker or (lambda: None),
             }
         ),
         request_max_body_size=MAX_REQUEST_BODY,
         openapi_config=OpenAPIConfig(title="Postroom (Lettr API)", version=__version__, path="/schema"),
         on_startup=on_startup or [],
-        on_shutdown=on_shutdown or [],
+        on_shutdown=[*(on_shutdown or []), rate_limiter.close],
+        before_send=[add_rate_limit_headers],
         debug=False,
         logging_config=None,  # postroom.observability.logging owns the log format
     )

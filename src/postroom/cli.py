@@ -315,6 +315,28 @@ async def _send_test(db: Database, args: argparse.Namespace, settings: Settings)
     print(f"Queued test message {accepted.request_id} to {args.to}; the running server or worker delivers it.")
 
 
+# -- users --------------------------------------------------------------------------------------------------
+
+
+async def _users_create_admin(db: Database, args: argparse.Namespace, settings: Settings) -> None:
+    """Print a one-time link that makes EMAIL an owner of the team (the first sign-in to the dashboard)."""
+    from postroom.dashboard import accounts
+
+    now = utcnow()
+    operator = accounts.Actor(name=_operator(), ip=None)
+
+    def work(conn: Connection) -> Any:
+        team_id = teams_service.resolve_team(conn, team_id=args.team)
+        return accounts.create_setup_link(conn, team_id=team_id, email=args.email, actor=operator, now=now)
+
+    invitation, token = await db.write(work)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
+    base = (args.base_url or f"http://{host if ':' not in host else f'[{host}]'}:{settings.port}").rstrip("/")
+    print(f"Setup link for {invitation.email} (owner of team {invitation.team_id}); it works once, until "
+          f"{iso_resource(invitation.expires_at)}:")  # fmt: skip
+    print(f"{base}/invite/{token}")
+
+
 # -- serve / migrate ----------------------------------------------------------------------------------------
 
 
@@ -324,10 +346,12 @@ def _background_work(db: Database, settings: Settings) -> tuple[Any, Callable[[]
     from postroom.domains.tasks import DomainChecks
     from postroom.jobs.registry import make_dispatcher
     from postroom.system.maintenance import run_maintenance
+    from postroom.webhooks.tasks import WebhookTasks
 
     holder: dict[str, Any] = {}
     tasks = DeliveryTasks(db, settings, wake=lambda: holder["dispatcher"].wake())
-    handlers = {**tasks.handlers(), **DomainChecks(db, settings).handlers()}
+    webhook_tasks = WebhookTasks(db, settings)
+    handlers = {**tasks.handlers(), **DomainChecks(db, settings).handlers(), **webhook_tasks.handlers()}
     dispatcher = make_dispatcher(db, settings, handlers)
     holder["dispatcher"] = dispatcher
 
@@ -336,11 +360,16 @@ def _background_work(db: Database, settings: Settings) -> tuple[Any, Callable[[]
             await dispatcher.run_forever()
         finally:
             await tasks.close()
+            await webhook_tasks.close()
 
-    return dispatcher, lambda: [deliver_forever(), run_maintenance(db)]
+    return dispatcher, lambda: [deliver_forever(), run_maintenance(db, settings)]
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, *, with_worker: bool = True, with_smtp: bool = False) -> int:
+    """HTTP on ``host:port``; ``serve`` runs the worker in this process, ``api`` leaves it to ``postroom worker``.
+
+    ``with_smtp`` adds the SMTP listeners (submission and bounce intake) to the same event loop.
+    """
     import uvicorn
 
     from postroom.app import build_app
@@ -351,19 +380,40 @@ def _serve(settings: Settings) -> int:
     # and the server runs on a new one.
     asyncio.run(_with_database(settings, lambda db: asyncio.sleep(0)))
     db = open_database(settings)
-    dispatcher, work = _background_work(db, settings)
+    dispatcher, work = _background_work(db, settings) if with_worker else (None, list)
     tasks: list[asyncio.Task[None]] = []
 
     async def start_worker() -> None:
         tasks.extend(asyncio.create_task(coroutine) for coroutine in work())
 
+    http_socket = _listen_socket(settings.host, settings.port)
+    smtp_sockets = _smtp_sockets(settings) if with_smtp else {}
+    smtp_listeners: list[Any] = []
+
+    async def start_smtp() -> None:
+        from postroom.relay.listener import start_listeners
+
+        if smtp_sockets:
+            wake = dispatcher.wake if dispatcher is not None else (lambda: None)
+            smtp_listeners.append(await start_listeners(settings, db, smtp_sockets, wake=wake))
+
     async def stop() -> None:
+        for listener in smtp_listeners:  # refuse new mail first; what was acknowledged is committed
+            await listener.close()
+        if dispatcher is not None:  # stop claiming, finish in-flight items, release the rest
+            await dispatcher.shutdown(settings.worker_shutdown_seconds)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)  # in-flight deliveries finish and are recorded
         await db.close()
 
-    app = build_app(settings, db, on_startup=[start_worker], on_shutdown=[stop], wake_worker=dispatcher.wake)
+    app = build_app(
+        settings,
+        db,
+        on_startup=[start_worker, start_smtp],
+        on_shutdown=[stop],
+        wake_worker=None if dispatcher is None else dispatcher.wake,
+    )
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -376,16 +426,63 @@ def _serve(settings: Settings) -> int:
     )
     print(
         f"Postroom {__version__} listening on http://{settings.host}:{settings.port} "
-        f"(API at http://{settings.host}:{settings.port}/api)",
+        f"(API at http://{settings.host}:{settings.port}/api"
+        f"{'' if with_worker else '; no worker in this process: run postroom worker'})",
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.Server(config).run(sockets=[_listen_socket(settings.host, settings.port)])
+    if smtp_sockets:
+        _print_smtp_ports(settings, smtp_sockets)
+    uvicorn.Server(config).run(sockets=[http_socket])
+    return 0
+
+
+def _smtp_sockets(settings: Settings) -> dict[str, socket.socket]:
+    """Bind every enabled SMTP listener now, so a port in use stops the command before anything starts."""
+    from postroom.relay.listener import ListenerPorts
+
+    ports = ListenerPorts.from_settings(settings).enabled()
+    return {name: _listen_socket(settings.smtp_listen_host, port) for name, port in ports.items()}
+
+
+def _print_smtp_ports(settings: Settings, sockets: dict[str, socket.socket]) -> None:
+    labels = {"submission": "submission (STARTTLS)", "submissions": "submission (TLS)", "bounce": "bounce intake"}
+    listening = ", ".join(f"{labels[name]} on {sock.getsockname()[1]}" for name, sock in sockets.items())
+    print(f"Postroom SMTP on {settings.smtp_listen_host}: {listening}", file=sys.stderr, flush=True)
+
+
+def _smtp(settings: Settings) -> int:
+    """The SMTP listeners alone, until SIGTERM or SIGINT (deliveries are left to ``serve`` or ``worker``)."""
+    import signal
+
+    from postroom.observability.logging import configure_logging
+    from postroom.relay.listener import start_listeners
+
+    configure_logging(settings.log_level)
+    asyncio.run(_with_database(settings, lambda db: asyncio.sleep(0)))
+    sockets = _smtp_sockets(settings)
+    if not sockets:
+        raise UsageError("every SMTP listener is off (POSTROOM_SMTP_PORT, POSTROOM_SMTPS_PORT, POSTROOM_BOUNCE_PORT)")
+
+    async def run() -> None:
+        db = open_database(settings)
+        listeners = await start_listeners(settings, db, sockets)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        _print_smtp_ports(settings, sockets)
+        await stopping.wait()
+        await listeners.close()
+        await db.close()
+
+    asyncio.run(run())
     return 0
 
 
 def _worker(settings: Settings) -> int:
-    """Deliver until SIGTERM or SIGINT; then stop claiming, let in-flight deliveries finish, and exit."""
+    """Deliver until SIGTERM or SIGINT; then stop claiming, let in-flight deliveries finish for up to
+    ``POSTROOM_WORKER_SHUTDOWN_TIMEOUT`` seconds, release what is still leased, and exit."""
     import signal
 
     from postroom.observability.logging import configure_logging
@@ -395,7 +492,7 @@ def _worker(settings: Settings) -> int:
 
     async def run() -> None:
         db = open_database(settings)
-        _, work = _background_work(db, settings)
+        dispatcher, work = _background_work(db, settings)
         tasks = [asyncio.create_task(coroutine) for coroutine in work()]
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -403,6 +500,8 @@ def _worker(settings: Settings) -> int:
             loop.add_signal_handler(signum, stopping.set)
         print(f"Postroom {__version__} worker started", file=sys.stderr, flush=True)
         await stopping.wait()
+        released = await dispatcher.shutdown(settings.worker_shutdown_seconds)
+        print(f"Postroom worker stopping; {released} unfinished work item(s) released", file=sys.stderr, flush=True)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -451,6 +550,12 @@ def _build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="run the API, dashboard and worker")
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port to listen on (default 8025)")
+    serve.add_argument("--no-smtp", action="store_true", help="run without the SMTP listeners")
+    smtp = commands.add_parser("smtp", parents=[common], help="run the SMTP submission and bounce listeners only")
+    smtp.add_argument("--host", dest="smtp_host", default=None, help="address to listen on (POSTROOM_SMTP_HOST)")
+    api = commands.add_parser("api", parents=[common], help="run the API only (scale-out: workers run apart)")
+    api.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    api.add_argument("--port", type=int, default=None, help="port to listen on (default 8025)")
     commands.add_parser("migrate", parents=[common], help="bring the database schema up to date")
     commands.add_parser("worker", parents=[common], help="deliver queued mail (as many processes as you like)")
 
@@ -523,6 +628,17 @@ def _build_parser() -> argparse.ArgumentParser:
     listing = key_commands.add_parser("list", parents=[common], help="list keys (never their secrets)")
     listing.add_argument("--team", type=int, default=None)
     listing.add_argument("--json", action="store_true")
+
+    users = commands.add_parser("users", parents=[common], help="dashboard accounts")
+    user_commands = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
+    create_admin = user_commands.add_parser(
+        "create-admin", parents=[common], help="print a one-time setup link that makes EMAIL a team owner"
+    )
+    create_admin.add_argument("email")
+    create_admin.add_argument("--team", type=int, default=None, help="team id (default: the default team)")
+    create_admin.add_argument(
+        "--base-url", default=None, help="the dashboard's public URL, e.g. https://postroom.example.com"
+    )
     return parser
 
 
@@ -548,9 +664,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             database_url=getattr(args, "database_url", None),
             host=getattr(args, "host", None),
             port=getattr(args, "port", None),
+            smtp_host=getattr(args, "smtp_host", None),
         )
         if args.command == "serve":
-            return _serve(settings)
+            return _serve(settings, with_smtp=not args.no_smtp)
+        if args.command == "smtp":
+            return _smtp(settings)
+        if args.command == "api":
+            return _serve(settings, with_worker=False)
         if args.command == "migrate":
             return _migrate(settings)
         if args.command == "worker":
@@ -561,6 +682,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_with_database(settings, lambda db: _suppressions(db, args)))
         elif args.command == "send-test":
             asyncio.run(_with_database(settings, lambda db: _send_test(db, args, settings)))
+        elif args.command == "users":
+            asyncio.run(_with_database(settings, lambda db: _users_create_admin(db, args, settings)))
         else:
             handler = _KEY_COMMANDS[args.keys_command]
             asyncio.run(_with_database(settings, lambda db: handler(db, args)))

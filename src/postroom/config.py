@@ -79,9 +79,51 @@ class Settings:
     worker_lease_seconds: int = 300
     """``POSTROOM_WORKER_LEASE``: how long (seconds) a claimed work item is reserved for the worker that claimed it;
     after a crash another worker takes it over once this has passed."""
+    worker_shutdown_seconds: int = 30
+    """``POSTROOM_WORKER_SHUTDOWN_TIMEOUT``: on SIGTERM a worker stops claiming and lets in-flight work finish for at
+    most this long (seconds); what is still running then is stopped and its leases released for other workers."""
+    database_pool_size: int = 20
+    """``POSTROOM_DATABASE_POOL_SIZE``: PostgreSQL connections a process may open per pool (it has two, reads and
+    writes, plus one for pgqueuer in a worker and up to 4 for rate limits in an API process); keep the sum over
+    every process under the server's ``max_connections``."""
+    rate_limit: str = "1000/second"
+    """``POSTROOM_RATE_LIMIT``: requests per team to every keyed ``/api`` route, in ``limits`` notation
+    (``3/second``, ``100/minute;5000/hour``); ``off`` disables it. Lettr's hosted default is ``3/second``."""
+    send_rate_limit: str = "1000/second"
+    """``POSTROOM_SEND_RATE_LIMIT``: requests per team to the send routes (``POST /emails``, ``/emails/scheduled``),
+    counted on top of ``rate_limit``; ``off`` disables it."""
+    redis_url: str | None = None
+    """``POSTROOM_REDIS_URL``: ``redis://host:6379/0`` to keep rate-limit counters in Redis (needs the ``redis``
+    package); otherwise PostgreSQL installations share them in the database and SQLite keeps them in memory."""
+    webhook_allow_private: bool = False
+    """``POSTROOM_WEBHOOK_ALLOW_PRIVATE``: 1 lets webhooks reach private, loopback, link-local and other internal
+    addresses (internal receivers, tests); 0 (default) refuses them at registration and at every delivery."""
+    webhook_retry_scale: float = 1.0
+    """``POSTROOM_WEBHOOK_RETRY_SCALE``: multiplies the webhook retry delays (1 m, 5 m, 30 m, 2 h, 8 h, 24 h); values
+    below 1 shorten the ladder for test installations, e.g. 0.001 turns 1 m into 60 ms."""
     secret_key: str = field(default="", repr=False)
     """``POSTROOM_SECRET_KEY``: the installation's root secret (sealing DKIM keys, signing tokens). Empty: a random
     key kept in ``<data dir>/secret.key``. Processes sharing one PostgreSQL database must share it."""
+    smtp_host: str = ""
+    """``POSTROOM_SMTP_HOST``: the address the SMTP listeners bind; empty means ``host`` (the HTTP address)."""
+    smtp_port: int = 2587
+    """``POSTROOM_SMTP_PORT``: submission with STARTTLS and AUTH (the API key as password); 0 turns it off."""
+    smtps_port: int = 2465
+    """``POSTROOM_SMTPS_PORT``: submission over implicit TLS; 0 turns it off."""
+    bounce_port: int = 2525
+    """``POSTROOM_BOUNCE_PORT``: bounce and complaint intake (the return-path host's MX, no AUTH); 0 turns it off."""
+    smtp_tls_cert: Path | None = None
+    """``POSTROOM_SMTP_TLS_CERT``: PEM certificate chain for the SMTP listeners; unset: a self-signed one in the
+    data directory (development only)."""
+    smtp_tls_key: Path | None = None
+    """``POSTROOM_SMTP_TLS_KEY``: the PEM private key of ``smtp_tls_cert``."""
+    smtp_allow_plain: bool = False
+    """``POSTROOM_SMTP_ALLOW_PLAIN``: 1 lets clients authenticate on the submission port without STARTTLS."""
+
+    @property
+    def smtp_listen_host(self) -> str:
+        """Where the SMTP listeners bind: ``smtp_host``, or the HTTP host."""
+        return self.smtp_host or self.host
 
     @property
     def bounce_host(self) -> str:
@@ -126,6 +168,28 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, m
     return value
 
 
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not 0 < value <= 1:
+        raise ConfigError(f"{name} must be greater than 0 and at most 1, got {raw}")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "0").strip().lower()
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be 1 or 0, got {raw!r}")
+
+
 def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[IPNetwork, ...]:
     raw = env.get(name, default)
     if any(entry.strip() == "*" for entry in raw.split(",")):
@@ -137,6 +201,20 @@ def _networks(env: Mapping[str, str], name: str, default: str) -> tuple[IPNetwor
         return parse_allowlist(raw)
     except AllowlistError as exc:
         raise ConfigError(f"{name}: {exc}") from None
+
+
+def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
+    """A ``limits`` rate string (``10/second``, ``100/minute;5000/hour``) or ``off``, checked now."""
+    raw = (env.get(name) or default).strip()
+    if raw.lower() == "off":
+        return "off"
+    from limits import parse_many
+
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must look like 10/second or 100/minute;5000/hour (or off), got {raw!r}") from None
+    return raw
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -170,7 +248,21 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "smtp_timeout_seconds": _int(env, "POSTROOM_SMTP_TIMEOUT", 60, minimum=1),
         "worker_concurrency": _int(env, "POSTROOM_WORKER_CONCURRENCY", 16, minimum=1, maximum=1000),
         "worker_lease_seconds": _int(env, "POSTROOM_WORKER_LEASE", 300, minimum=1),
+        "worker_shutdown_seconds": _int(env, "POSTROOM_WORKER_SHUTDOWN_TIMEOUT", 30, minimum=0, maximum=3600),
+        "database_pool_size": _int(env, "POSTROOM_DATABASE_POOL_SIZE", 20, minimum=1, maximum=1000),
+        "rate_limit": _rate_limit(env, "POSTROOM_RATE_LIMIT", "1000/second"),
+        "send_rate_limit": _rate_limit(env, "POSTROOM_SEND_RATE_LIMIT", "1000/second"),
+        "redis_url": env.get("POSTROOM_REDIS_URL") or None,
+        "webhook_allow_private": _flag(env, "POSTROOM_WEBHOOK_ALLOW_PRIVATE"),
+        "webhook_retry_scale": _fraction(env, "POSTROOM_WEBHOOK_RETRY_SCALE", 1.0),
         "secret_key": env.get("POSTROOM_SECRET_KEY", ""),
+        "smtp_host": (env.get("POSTROOM_SMTP_HOST") or "").strip(),
+        "smtp_port": _int(env, "POSTROOM_SMTP_PORT", 2587, maximum=65535),
+        "smtps_port": _int(env, "POSTROOM_SMTPS_PORT", 2465, maximum=65535),
+        "bounce_port": _int(env, "POSTROOM_BOUNCE_PORT", 2525, maximum=65535),
+        "smtp_tls_cert": Path(env["POSTROOM_SMTP_TLS_CERT"]) if env.get("POSTROOM_SMTP_TLS_CERT") else None,
+        "smtp_tls_key": Path(env["POSTROOM_SMTP_TLS_KEY"]) if env.get("POSTROOM_SMTP_TLS_KEY") else None,
+        "smtp_allow_plain": _flag(env, "POSTROOM_SMTP_ALLOW_PLAIN"),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     if values["log_level"] not in {"debug", "info", "warning", "error"}:
@@ -178,9 +270,14 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     relay = values["relay_url"]
     if isinstance(relay, str) and not relay.startswith(("smtp://", "smtps://")):
         raise ConfigError("POSTROOM_RELAY_URL must look like smtp://[user:password@]host:port or smtps://…")
+    redis = values["redis_url"]
+    if isinstance(redis, str) and not redis.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("POSTROOM_REDIS_URL must look like redis://host:6379/0 (or rediss://, unix://)")
     secret = values["secret_key"]
     if isinstance(secret, str) and secret and len(secret) < 32:
         raise ConfigError("POSTROOM_SECRET_KEY must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+    if (values["smtp_tls_cert"] is None) != (values["smtp_tls_key"] is None):
+        raise ConfigError("POSTROOM_SMTP_TLS_CERT and POSTROOM_SMTP_TLS_KEY must be set together")
     settings = Settings(**values)  # type: ignore[arg-type]
     settings.effective_database_url  # noqa: B018 - validates the URL now, not at first use
     return settings

@@ -8,17 +8,20 @@
     ├── IpNotAllowed                   403     {"message": "Access denied. Your IP address is not allowed."}
     ├── InsufficientScope              403     {"message": ..., "error_code": "insufficient_scope"}
     ├── TooManyAuthFailures            429     {"message": ..., "error_code": "rate_limit_exceeded"} + Retry-After
+    ├── RateLimitExceeded              429     {"message": ..., "error_code": "rate_limit_exceeded"} + Retry-After
     ├── UnconfiguredDomain             400     {"message": ..., "error_code": "unconfigured_domain"}
     ├── InvalidDomain                  400     {"message": ..., "error_code": "invalid_domain"}
     ├── IdempotencyConflict            409     {"message": ..., "error_code": "idempotency_key_conflict"}
     ├── IdempotencyInProgress          409     {"message": ..., "error_code": "idempotency_in_progress"} + Retry-After
     ├── ScheduleCancellationFailed     409     {"message": ..., "error_code": "schedule_cancellation_failed"}
     ├── ResourceAlreadyExists          409     {"message": ..., "error_code": "resource_already_exists"}
+    ├── WebhookConflict                409     {"message": ..., "error_code": "webhook_conflict"}
     ├── MethodNotAllowed               405     {"message": "Method not allowed.", "error_code": "method_not_allowed"}
     ├── ValidationFailed               422     {"message": "Validation failed.", "error_code": ..., "errors": {...}}
     └── NotFound                       404     {"message": ..., "error_code": "not_found"}
-        ├── EmailNotFound, ScheduledEmailNotFound, DomainNotFound
-        └── TemplateNotFound                   {"message": ..., "error_code": "template_not_found"}
+        ├── EmailNotFound, ScheduledEmailNotFound, DomainNotFound, WebhookNotFound, WebhookDeliveryNotFound
+        ├── TemplateNotFound                   {"message": ..., "error_code": "template_not_found"}
+        └── TemplateHtmlNotFound               {"success": false, "message": ...}   (GET /templates/html only)
 
 401 bodies and the IP 403 carry no ``error_code``, exactly as Lettr answers them.
 Services raise these; they never build responses themselves.
@@ -81,6 +84,18 @@ class TooManyAuthFailures(PostroomError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class RateLimitExceeded(PostroomError):
+    """A team sent more requests than its rate limit allows in the current window (lettr-api.md §7.2)."""
+
+    status = 429
+    default_message = "Rate limit exceeded. Please slow down your requests."
+    error_code = "rate_limit_exceeded"
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(headers={"Retry-After": str(max(1, retry_after_seconds))})
+        self.retry_after_seconds = retry_after_seconds
+
+
 class ValidationFailed(PostroomError):
     """Bad input; ``errors`` maps each field (dotted path or header name) to its messages."""
 
@@ -126,6 +141,15 @@ class TemplateNotFound(NotFound):
     error_code = "template_not_found"
 
 
+class TemplateHtmlNotFound(NotFound):
+    """``GET /templates/html`` answers its 404 in its own shape: ``{"success": false, "message"}``."""
+
+    default_message = "Template not found."
+
+    def body(self) -> dict[str, Any]:
+        return {"success": False, "message": self.message}
+
+
 class UnconfiguredDomain(PostroomError):
     status = 400
     default_message = "The sender domain is not configured or approved for sending."
@@ -165,3 +189,18 @@ class ScheduleCancellationFailed(PostroomError):
 
     def __init__(self, scheduled_id: str) -> None:
         super().__init__(f"Failed to cancel scheduled transmission {scheduled_id}.")
+
+
+class WebhookNotFound(NotFound):
+    default_message = "Webhook not found."
+
+
+class WebhookDeliveryNotFound(NotFound):
+    default_message = "Webhook delivery not found."
+
+
+class WebhookConflict(PostroomError):
+    """A webhook operation the endpoint's current state does not allow (a rotation already open, disabled)."""
+
+    status = 409
+    error_code = "webhook_conflict"

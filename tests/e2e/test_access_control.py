@@ -191,7 +191,7 @@ def test_the_scope_table_covers_the_router_and_only_health_is_public(backend: Ba
     routes = api_routes(backend)
     assert ("GET", "/api/auth/check") in routes and ("GET", "/api/projects") in routes
     assert set(routes) == set(ROUTE_SCOPES)
-    assert {r for r in routes if ROUTE_SCOPES[r] is PUBLIC} == {("GET", "/api/health")}
+    assert {r for r in routes if ROUTE_SCOPES[r] is PUBLIC} == {("GET", "/api/health"), ("GET", "/api/health/ready")}
 
 
 def test_sending_only_key_gets_insufficient_scope_on_every_non_send_route(server: Server, backend: Backend) -> None:

@@ -372,3 +372,24 @@ def test_the_command_line_verifies_rotates_and_shows(backend: Backend, dns_serve
     assert "dkim_rotation_started" in shown.stdout and "approved: DNS serves the DKIM key" in shown.stdout
     missing = run_cli(backend, "domains", "verify", fresh())
     assert missing.returncode == 1 and "Domain not found." in missing.stderr
+
+
+def test_maintenance_restarts_a_lost_chain_of_checks(client: Lettr, backend: Backend) -> None:
+    from sqlalchemy import delete
+
+    from postroom.system.maintenance import prune
+
+    name = fresh()
+    client.domains.create(name)
+    domain = backend.read(lambda conn: domains_service.get_domain(conn, team_id=backend.team_id, name=name))
+    is_check = (work_items.c.kind == WorkKind.VERIFY_DOMAIN.value) & (work_items.c.ref == domain.id)
+
+    def queued(conn: Connection) -> int:
+        return len(conn.execute(select(work_items.c.id).where(is_check, work_items.c.status == "queued")).all())
+
+    assert backend.read(queued) == 1
+    backend.write(lambda conn: conn.execute(delete(work_items).where(is_check)))
+    backend.write(lambda conn: prune(conn, backend.settings))
+    assert backend.read(queued) == 1
+    backend.write(lambda conn: prune(conn, backend.settings))
+    assert backend.read(queued) == 1  # once is enough

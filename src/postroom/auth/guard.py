@@ -26,6 +26,7 @@ from postroom.auth import queries as auth_queries
 from postroom.auth.client_ip import connection_client_ip
 from postroom.auth.keys import is_well_formed, key_digest, loggable_prefix
 from postroom.auth.lockout import AuthFailure, FailureReason, LockoutPolicy, record_failure
+from postroom.auth.ratelimit import enforce_rate_limit
 from postroom.auth.scopes import PUBLIC, Scope, permits
 from postroom.config import Settings
 from postroom.core.clock import utcnow
@@ -183,3 +184,4 @@ async def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], route_ha
         user_agent=connection.headers.get("user-agent"),
     )
     connection.state.api_key = await connection.app.state.authenticator.authenticate(attempt)
+    await enforce_rate_limit(connection, required)  # 429 after the scope check (DESIGN §4)

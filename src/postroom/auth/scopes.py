@@ -85,7 +85,27 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], RouteScope]] = {
     ("POST", "/api/domains/{domain}/verify"): Scope.DOMAINS_WRITE,
     ("POST", "/api/domains/{domain}/dkim/rotate"): Scope.DOMAINS_WRITE,
     # templates and folders
+    ("GET", "/api/templates"): Scope.TEMPLATES_READ,
+    ("POST", "/api/templates"): Scope.TEMPLATES_WRITE,
+    ("GET", "/api/templates/html"): Scope.TEMPLATES_READ,
+    ("GET", "/api/templates/{slug}"): Scope.TEMPLATES_READ,
+    ("PUT", "/api/templates/{slug}"): Scope.TEMPLATES_WRITE,
+    ("DELETE", "/api/templates/{slug}"): Scope.TEMPLATES_WRITE,
+    ("GET", "/api/templates/{slug}/merge-tags"): Scope.TEMPLATES_READ,
+    ("GET", "/api/folders"): Scope.TEMPLATES_READ,
     # webhooks
+    ("GET", "/api/webhooks"): Scope.WEBHOOKS_READ,
+    ("POST", "/api/webhooks"): Scope.WEBHOOKS_WRITE,
+    ("GET", "/api/webhooks/{webhook_id}"): Scope.WEBHOOKS_READ,
+    ("PUT", "/api/webhooks/{webhook_id}"): Scope.WEBHOOKS_WRITE,
+    ("PATCH", "/api/webhooks/{webhook_id}"): Scope.WEBHOOKS_WRITE,
+    ("DELETE", "/api/webhooks/{webhook_id}"): Scope.WEBHOOKS_WRITE,
+    ("POST", "/api/webhooks/{webhook_id}/rotate-secret"): Scope.WEBHOOKS_WRITE,
+    ("DELETE", "/api/webhooks/{webhook_id}/previous-secret"): Scope.WEBHOOKS_WRITE,
+    ("GET", "/api/webhooks/{webhook_id}/deliveries"): Scope.WEBHOOKS_READ,
+    ("POST", "/api/webhooks/{webhook_id}/deliveries/{delivery_id}/replay"): Scope.WEBHOOKS_WRITE,
+    # readiness for load balancers (issue 8)
+    ("GET", "/api/health/ready"): PUBLIC,
 }
 """(method, path template) → the scope the route needs, or PUBLIC. The only place scopes are assigned."""
 

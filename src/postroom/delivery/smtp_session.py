@@ -1,10 +1,10 @@
 """One SMTP session to a recipient domain's mail server (or the configured relay) for one message.
 
-All of a message's recipients at one domain go in one transaction (one ``MAIL FROM``, several ``RCPT TO``), and
-sessions are kept open for the next message to the same server (``ConnectionPool``). MX hosts
-are tried in preference order, each of their addresses in turn; TLS is used whenever the server offers STARTTLS
-(opportunistic, RFC 7435, so certificates are not checked on port 25). Every outcome is classified per recipient:
-delivered, or a temporary or permanent failure (``classify.py``).
+All of a message's recipients at one domain go through one session: one ``MAIL FROM`` transaction per envelope
+sender (per recipient with VERP, ``return_path.py``), and sessions are kept open for the next message to the same
+server (``ConnectionPool``). MX hosts are tried in preference order, each of their addresses in turn; TLS is used
+whenever the server offers STARTTLS (opportunistic, RFC 7435, so certificates are not checked on port 25). Every
+outcome is classified per recipient: delivered, or a temporary or permanent failure (``classify.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -133,6 +134,11 @@ class ConnectionPool:
     ) -> tuple[dict[str, aiosmtplib.SMTPResponse], bool]:
         try:
             errors, _ = await client.sendmail(envelope_from, recipients, message)
+        except aiosmtplib.SMTPRecipientsRefused:
+            # aiosmtplib sent RSET, so the session is clean: the next recipient (VERP) can use it.
+            if client.is_connected:
+                self._idle.setdefault((target.address, target.port), []).append((time.monotonic(), client))
+            raise
         except BaseException:
             client.close()
             raise
@@ -157,14 +163,18 @@ def _all(recipients: list[str], outcome: Outcome) -> SessionResult:
 async def deliver(
     *,
     message: bytes,
-    envelope_from: str,
+    envelope_from: str | Mapping[str, str],
     recipients: list[str],
     domain: str,
     settings: Settings,
     resolver: dns.asyncresolver.Resolver,
     pool: ConnectionPool,
 ) -> SessionResult:
-    """Hand ``message`` to the mail server for ``domain``; each recipient ends delivered or with an ``Outcome``."""
+    """Hand ``message`` to the mail server for ``domain``; each recipient ends delivered or with an ``Outcome``.
+
+    ``envelope_from`` is one sender for every recipient (one transaction), or each recipient's own sender (VERP,
+    ``return_path.py``): then each sender gets its own ``MAIL FROM`` transaction on the same pooled session.
+    """
     try:
         targets = (
             _relay_targets(settings.relay_url) if settings.relay_url else await _mx_targets(domain, settings, resolver)
@@ -174,16 +184,43 @@ async def deliver(
     if not targets:
         return _all(recipients, classify_connection_error("no_mx", f"no address for the mail servers of {domain}"))
 
+    groups: dict[str, list[str]] = {}
+    for recipient in recipients:
+        sender = envelope_from if isinstance(envelope_from, str) else envelope_from[recipient]
+        groups.setdefault(sender, []).append(recipient)
+    result = SessionResult()
+    pending = list(recipients)
+    for sender, group in groups.items():
+        outcome = await _deliver_group(message, sender, group, domain, targets, pool)
+        result.delivered.extend(outcome.delivered)
+        result.failed.update(outcome.failed)
+        result.tls = result.tls or outcome.tls
+        pending = [r for r in pending if r not in group]
+        if outcome.unreachable is not None:  # no server took this one: do not wait for every timeout again
+            result.failed.update(dict.fromkeys(pending, outcome.unreachable))
+            break
+    return result
+
+
+@dataclass
+class _GroupResult(SessionResult):
+    unreachable: Outcome | None = None
+    """Set when no server could be reached (or every one failed temporarily) for the whole group."""
+
+
+async def _deliver_group(
+    message: bytes, envelope_from: str, recipients: list[str], domain: str, targets: list[_Target], pool: ConnectionPool
+) -> _GroupResult:
     last = classify_connection_error("connect", f"could not connect to any mail server of {domain}")
     for target in targets:
         try:
             errors, tls = await pool.send(target, envelope_from, recipients, message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            return SessionResult(failed={r.recipient: classify_reply(r.code, r.message) for r in exc.recipients})
+            return _GroupResult(failed={r.recipient: classify_reply(r.code, r.message) for r in exc.recipients})
         except (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPDataError, aiosmtplib.SMTPHeloError) as exc:
             outcome = classify_reply(exc.code, exc.message)
             if outcome.kind is OutcomeKind.PERMANENT:
-                return SessionResult(failed=dict.fromkeys(recipients, outcome))
+                return _GroupResult(failed=dict.fromkeys(recipients, outcome))
             last = outcome
             continue
         except aiosmtplib.SMTPResponseException as exc:  # e.g. a 421 greeting
@@ -195,11 +232,11 @@ async def deliver(
         except (aiosmtplib.SMTPServerDisconnected, ConnectionError, OSError, aiosmtplib.SMTPException) as exc:
             last = classify_connection_error("connect", f"{target.host} ({target.address}): {exc}")
             continue
-        result = SessionResult(tls=tls)
+        result = _GroupResult(tls=tls)
         for recipient in recipients:
             if recipient in errors:
                 result.failed[recipient] = classify_reply(errors[recipient].code, errors[recipient].message)
             else:
                 result.delivered.append(recipient)
         return result
-    return _all(recipients, last)
+    return _GroupResult(failed=dict.fromkeys(recipients, last), unreachable=last)

@@ -23,6 +23,7 @@ from postroom.delivery import dkim, retry
 from postroom.delivery.classify import Outcome, OutcomeKind
 from postroom.delivery.mx import make_resolver
 from postroom.delivery.render import render
+from postroom.delivery.return_path import envelope_sender
 from postroom.delivery.smtp_session import ConnectionPool, SessionResult, deliver
 from postroom.domains import service as domains_service
 from postroom.emails import queries as email_queries
@@ -31,6 +32,7 @@ from postroom.emails.service import EventType
 from postroom.emails.validation import SendRequest
 from postroom.errors import PostroomError
 from postroom.jobs.base import Handler, WorkItem, WorkKind, WorkResult
+from postroom.templates import rendering
 
 log = logging.getLogger("postroom.delivery")
 
@@ -73,22 +75,27 @@ class DeliveryTasks:
             return WorkResult.done()
         message = pending.message
         request = SendRequest.from_json(message.content)
-        raw = render(request, message_id_header=message.message_id_header, created_at=message.created_at)
-        signed = dkim.sign(raw, pending.dkim_key) + raw if pending.dkim_key else raw
-        result = await deliver(
-            message=signed,
-            envelope_from=message.from_email,
-            recipients=[r.email for r in pending.recipients],
-            domain=domain,
-            settings=self._settings,
-            resolver=self._resolver,
-            pool=self._pool,
-        )
+        not_generated: dict[str, str] = {}
+        if rendering.personalises(request):  # a template: every recipient gets their own rendering
+            result, not_generated = await self._deliver_personalised(pending, request, domain)
+        else:
+            raw = render(request, message_id_header=message.message_id_header, created_at=message.created_at)
+            signed = dkim.sign(raw, pending.dkim_key) + raw if pending.dkim_key else raw
+            result = await deliver(
+                message=signed,
+                envelope_from={r.email: envelope_sender(self._settings, r.id) for r in pending.recipients},
+                recipients=[r.email for r in pending.recipients],
+                domain=domain,
+                settings=self._settings,
+                resolver=self._resolver,
+                pool=self._pool,
+            )
         now = utcnow()
-        recipients = pending.recipients
+        recipients = [r for r in pending.recipients if r.email not in not_generated]
 
         def record(conn: Connection) -> None:
             self._record(conn, message, recipients, result, now)
+            self._record_not_generated(conn, message, pending.recipients, not_generated, now)
 
         if not self._must_retry(message, result, now):
             return WorkResult.done(record)
@@ -100,6 +107,65 @@ class DeliveryTasks:
         )
         failures = "; ".join(f"{r}: {o.reason}" for r, o in result.failed.items())
         return WorkResult.retry(retry_at, failures[:1000], record)
+
+    async def _deliver_personalised(
+        self, pending: _Pending, request: SendRequest, domain: str
+    ) -> tuple[SessionResult, dict[str, str]]:
+        """Render, sign and send the message once per recipient (one SMTP transaction each, on pooled sessions).
+
+        Returns the combined outcome and, by address, the recipients whose message could not be rendered (a
+        render limit was exceeded): those are final failures, never retried.
+        """
+        message = pending.message
+        combined = SessionResult()
+        tls_used: list[bool] = []
+        not_generated: dict[str, str] = {}
+        try:
+            compiled = rendering.compile_send(request)
+        except rendering.GenerationFailed as failed:
+            return combined, {r.email: failed.reason for r in pending.recipients}
+        for recipient in pending.recipients:
+            try:
+                personal = rendering.personalise(compiled, recipient.email)
+            except rendering.GenerationFailed as failed:
+                not_generated[recipient.email] = failed.reason
+                continue
+            raw = render(personal, message_id_header=message.message_id_header, created_at=message.created_at)
+            signed = dkim.sign(raw, pending.dkim_key) + raw if pending.dkim_key else raw
+            result = await deliver(
+                message=signed,
+                envelope_from=envelope_sender(self._settings, recipient.id),
+                recipients=[recipient.email],
+                domain=domain,
+                settings=self._settings,
+                resolver=self._resolver,
+                pool=self._pool,
+            )
+            combined.delivered.extend(result.delivered)
+            combined.failed.update(result.failed)
+            if result.delivered:
+                tls_used.append(result.tls)
+        combined.tls = bool(tls_used) and all(tls_used)
+        return combined, not_generated
+
+    def _record_not_generated(
+        self, conn: Connection, message: Any, recipients: list[Any], reasons: dict[str, str], now: datetime
+    ) -> None:
+        """A recipient whose message could not be rendered fails for good with a ``generation_failure`` event."""
+        for recipient in recipients:
+            reason = reasons.get(recipient.email)
+            if reason is None or not email_queries.move_recipient(conn, recipient.id, "failed", now=now, error=reason):
+                continue
+            emails_service.record_event(
+                conn,
+                team_id=message.team_id,
+                message_id=message.id,
+                recipient_id=recipient.id,
+                rcpt_to=recipient.email,
+                event_type=EventType.GENERATION_FAILURE,
+                now=now,
+                details={"rcpt_type": recipient.rcpt_type, "reason": reason, "raw_reason": reason, "error_code": "554"},
+            )
 
     def _expired(self, message: Any, now: datetime) -> bool:
         return retry.expired(

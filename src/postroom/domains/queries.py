@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, select, update
 
-from postroom.models import domain_events, domains
+from postroom.models import domain_events, domains, work_items
 
 _DOMAIN_IN_TEAM = select(domains).where(
     domains.c.team_id == bindparam("team_id"), domains.c.domain == bindparam("name")
@@ -55,3 +55,10 @@ def events_of_domains(conn: Connection, team_id: int, name: str | None, limit: i
     if name is not None:
         query = query.where(domain_events.c.domain == name)
     return conn.execute(query.order_by(domain_events.c.id.desc()).limit(limit)).fetchall()
+
+
+def domains_without_recheck(conn: Connection, kind: str) -> Sequence[str]:
+    """Ids of domains with no pending ``kind`` work item: their chain of periodic checks was never started or
+    was lost (e.g. domains registered before checks existed)."""
+    pending = select(work_items.c.ref).where(work_items.c.kind == kind, work_items.c.status.in_(("queued", "leased")))
+    return conn.execute(select(domains.c.id).where(domains.c.id.not_in(pending))).scalars().all()

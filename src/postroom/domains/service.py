@@ -246,6 +246,14 @@ def schedule_recheck(conn: Connection, *, domain_id: str, settings: Settings, no
     enqueue(conn, kind=WorkKind.VERIFY_DOMAIN, ref=domain_id, run_at=run_at, now=now)
 
 
+def ensure_rechecks(conn: Connection, *, settings: Settings, now: datetime) -> int:
+    """Start the periodic check of every domain that has none queued; how many were started."""
+    missing = queries.domains_without_recheck(conn, WorkKind.VERIFY_DOMAIN.value)
+    for domain_id in missing:
+        schedule_recheck(conn, domain_id=domain_id, settings=settings, now=now)
+    return len(missing)
+
+
 # -- verification ----------------------------------------------------------------------------------------------
 
 

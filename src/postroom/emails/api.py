@@ -13,7 +13,7 @@ from postroom.auth.guard import CallerKey
 from postroom.core.clock import iso_resource, utcnow
 from postroom.core.envelope import envelope
 from postroom.core.pagination import pagination_body, parse_page_params
-from postroom.emails import idempotency
+from postroom.emails import idempotency, submission
 from postroom.emails import service as emails_service
 from postroom.emails.queries import EventQuery
 from postroom.emails.schemas import (
@@ -27,61 +27,26 @@ from postroom.emails.schemas import (
     sent_email_body,
     transmission_state,
 )
-from postroom.emails.validation import decode_body, parse_schedule_request, parse_send_request
-from postroom.errors import NotFound, PostroomError, ValidationFailed
-
-SEND_MESSAGE = "Email queued for delivery."
+from postroom.emails.validation import decode_body, parse_schedule_request
+from postroom.errors import NotFound, ValidationFailed
 
 
 @post("/emails", status_code=200)
 async def send_email(request: Request[Any, Any, State], state: State, api_key: CallerKey) -> Response[dict[str, Any]]:
     key = idempotency.check_key(request.headers.get(idempotency.HEADER))
     body = decode_body(await request.body())
-    send = parse_send_request(body)
-    db, settings = state.db, state.settings
-    record_id: int | None = None
-    if key is not None:
-        body_fingerprint = idempotency.fingerprint(body)
-        now = utcnow()
-        claimed = await db.write(
-            lambda conn: idempotency.claim(
-                conn, team_id=api_key.team_id, api_key_id=api_key.id, key=key, fingerprint=body_fingerprint, now=now
-            )
-        )
-        if isinstance(claimed, idempotency.StoredResponse):
-            return Response(claimed.body, status_code=claimed.status, headers={"Idempotency-Replayed": "true"})
-        record_id = claimed
-
-    def accept(conn: Any) -> dict[str, Any]:
-        accepted = emails_service.accept(
-            conn,
-            team_id=api_key.team_id,
-            api_key_id=api_key.id,
-            request=send,
-            now=utcnow(),
-            mail_hostname=settings.mail_hostname,
-        )
-        response = envelope(
-            SEND_MESSAGE,
-            {"request_id": accepted.request_id, "accepted": accepted.accepted, "rejected": accepted.rejected},
-        )
-        if record_id is not None:
-            idempotency.complete(conn, record_id=record_id, status=200, body=response)
-        return response
-
-    try:
-        response = await db.write(accept)
-    except BaseException as error:
-        if record_id is not None:
-            held = record_id
-            if isinstance(error, PostroomError) and error.status < 500:  # a 4xx answers this payload: replay it
-                status, error_body = error.status, error.body()
-                await db.write(lambda conn: idempotency.complete(conn, record_id=held, status=status, body=error_body))
-            else:  # a server error or a crash: let the caller's retry run the request again
-                await db.write(lambda conn: idempotency.release(conn, record_id=held))
-        raise
+    submitted = await submission.submit_send(
+        state.db,
+        team_id=api_key.team_id,
+        api_key_id=api_key.id,
+        body=body,
+        idempotency_key=key,
+        mail_hostname=state.settings.mail_hostname,
+    )
+    if submitted.replayed:
+        return Response(submitted.body, status_code=submitted.status, headers={"Idempotency-Replayed": "true"})
     state.wake_worker()
-    return Response(response, status_code=200)
+    return Response(submitted.body, status_code=200)
 
 
 @get("/emails")

@@ -146,6 +146,18 @@ def events_of_message(
     ).fetchall()
 
 
+def events_by_event_ids(conn: Connection, team_id: int, event_ids: Sequence[str]) -> Sequence[Row[Any]]:
+    """The named events with their messages, oldest first (the webhook batch builder's read)."""
+    if not event_ids:
+        return []
+    return conn.execute(
+        select(email_events, messages.c.request_id, messages.c.content, *_message_columns())
+        .select_from(email_events.join(messages, messages.c.id == email_events.c.message_id))
+        .where(email_events.c.team_id == team_id, email_events.c.event_id.in_(list(event_ids)))
+        .order_by(email_events.c.id)
+    ).fetchall()
+
+
 def _message_columns() -> list[Any]:
     return [
         messages.c.from_email.label("m_from_email"),

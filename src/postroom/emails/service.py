@@ -27,11 +27,12 @@ from postroom.errors import (
     EmailNotFound,
     ScheduleCancellationFailed,
     ScheduledEmailNotFound,
-    TemplateNotFound,
     UnconfiguredDomain,
 )
 from postroom.jobs.base import WorkKind, enqueue
 from postroom.teams import service as teams_service
+from postroom.templates import service as templates_service
+from postroom.webhooks import service as webhooks_service
 
 
 class EventType(StrEnum):
@@ -42,6 +43,9 @@ class EventType(StrEnum):
     DELAY = "delay"
     BOUNCE = "bounce"
     POLICY_REJECTION = "policy_rejection"
+    GENERATION_FAILURE = "generation_failure"
+    OUT_OF_BAND = "out_of_band"
+    SPAM_COMPLAINT = "spam_complaint"
 
 
 EVENT_TYPES = (
@@ -73,13 +77,14 @@ def _sending_domain(conn: Connection, team_id: int, request: SendRequest) -> Non
         raise UnconfiguredDomain()
 
 
-def _check_send(conn: Connection, team_id: int, request: SendRequest) -> int:
-    """The project id, after the checks every send and schedule shares (project, template, sending domain)."""
+def _check_send(conn: Connection, team_id: int, request: SendRequest) -> tuple[int, SendRequest]:
+    """The project id and the send to store, after the checks every send and schedule shares (project, template,
+    sending domain). With ``template_slug`` the stored send carries the template version's content."""
     project_id = teams_service.project_for_send(conn, team_id=team_id, project_id=request.project_id)
     if request.template_slug is not None:
-        raise TemplateNotFound(f"Template with slug '{request.template_slug}' was not found.")
+        request = templates_service.resolve_for_send(conn, team_id=team_id, project_id=project_id, request=request)
     _sending_domain(conn, team_id, request)
-    return project_id
+    return project_id, request
 
 
 def record_event(
@@ -94,10 +99,12 @@ def record_event(
     bounce_class: int | None = None,
     details: dict[str, Any] | None = None,
 ) -> None:
+    """Append an event; in the same transaction it becomes webhook work for the team's subscribed endpoints."""
+    event_id = numeric_id()
     queries.insert_event(
         conn,
         {
-            "event_id": numeric_id(),
+            "event_id": event_id,
             "team_id": team_id,
             "message_id": message_id,
             "recipient_id": recipient_id,
@@ -108,6 +115,7 @@ def record_event(
             "details": msgspec.json.encode(details).decode() if details else None,
         },
     )
+    webhooks_service.record_email_event(conn, team_id=team_id, event_id=event_id, event_type=event_type, now=now)
 
 
 def _approximate_size(request: SendRequest) -> int:
@@ -126,7 +134,7 @@ def accept(
     scheduled_id: str | None = None,
 ) -> Accepted:
     """Record a send and queue its delivery; raises the Lettr 4xx errors for unusable projects and domains."""
-    project_id = _check_send(conn, team_id, request)
+    project_id, request = _check_send(conn, team_id, request)
     listed = request.recipients()
     suppressed = queries.suppressed_among(conn, team_id, [address for address, _ in listed])
     message_id = new_id("msg")
@@ -295,6 +303,11 @@ def message_events(
 def list_events(conn: Connection, *, team_id: int, query: EventQuery) -> tuple[Sequence[Row[Any]], int]:
     """One page of the team's events, newest first, and how many match in all."""
     return queries.events_page(conn, team_id, query)
+
+
+def events_by_ids(conn: Connection, *, team_id: int, event_ids: Sequence[str]) -> Sequence[Row[Any]]:
+    """The named events with their messages, oldest first, shaped for ``schemas.event_body``."""
+    return queries.events_by_event_ids(conn, team_id, event_ids)
 
 
 # -- suppressions ---------------------------------------------------------------------------------------------

@@ -1,7 +1,19 @@
 """Every table, one module per concept; importing this package registers them all on ``metadata``."""
 
+from postroom.models.account import (
+    api_key_ips,
+    audit_log,
+    dashboard_sessions,
+    invitations,
+    login_attempts,
+    recovery_codes,
+    team_members,
+    team_settings,
+    users,
+)
 from postroom.models.api_key import api_keys
 from postroom.models.auth_failure import auth_blocks, auth_failures
+from postroom.models.rate_limit import rate_limit_counters
 from postroom.models.sending import (
     domain_events,
     domains,
@@ -14,22 +26,42 @@ from postroom.models.sending import (
     work_items,
 )
 from postroom.models.team import projects, teams
+from postroom.models.template import folders, template_versions, templates
 from postroom.models.types import metadata
+from postroom.models.webhook import webhook_alerts, webhook_attempts, webhook_batches, webhook_events, webhooks
 
 __all__ = [
+    "api_key_ips",
     "api_keys",
+    "audit_log",
     "auth_blocks",
     "auth_failures",
+    "dashboard_sessions",
     "domain_events",
     "domains",
     "email_events",
+    "folders",
     "idempotency_keys",
+    "invitations",
+    "login_attempts",
     "messages",
     "metadata",
     "projects",
+    "rate_limit_counters",
     "recipients",
+    "recovery_codes",
     "scheduled_emails",
     "suppressions",
+    "team_members",
+    "team_settings",
+    "template_versions",
+    "templates",
     "teams",
+    "users",
+    "webhook_alerts",
+    "webhook_attempts",
+    "webhook_batches",
+    "webhook_events",
+    "webhooks",
     "work_items",
 ]

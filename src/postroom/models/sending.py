@@ -83,6 +83,8 @@ messages = Table(
     Column("msg_size", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_messages_team_id_created_at", "team_id", "created_at"),
+    # Bounce intake matches a report to its message by the returned Message-ID when it has no VERP address.
+    Index("ix_messages_message_id_header", "message_id_header"),
 )
 """``content`` is the validated send request as JSON: everything needed to render the message again, identically."""
 
