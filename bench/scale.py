@@ -35,15 +35,18 @@ from _support import cpu_seconds, stop_popen  # noqa: E402
 from delivery_throughput import MAIL_HOSTNAME, queue_messages, smtp_sink  # noqa: E402
 
 
-def postgres_cpu_seconds() -> float:
-    """CPU used so far by every process named postgres (the server and its backends), from /proc."""
-    total = 0.0
+def postgres_cpu_by_pid() -> dict[int, float]:
+    """CPU used so far by each process named postgres (the server and its backends), from /proc.
+
+    Backends exit with their connections, taking their CPU time with them, so callers sample while the work runs
+    and keep each pid's last reading."""
+    seen: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
                 if (entry / "comm").read_text().strip() == "postgres":
-                    total += cpu_seconds(int(entry.name))
-    return total
+                    seen[int(entry.name)] = cpu_seconds(int(entry.name))
+    return seen
 
 
 async def _admin(url: str, sql: str) -> None:
@@ -75,7 +78,8 @@ def run(admin_url: str, workers: int, args: argparse.Namespace, counters: Any, s
         )
         asyncio.run(queue_messages(env, args.messages))
         counters.reset()
-        pg_from, sink_from = postgres_cpu_seconds(), cpu_seconds(sink_pid)
+        pg_from, sink_from = postgres_cpu_by_pid(), cpu_seconds(sink_pid)
+        pg_last = dict(pg_from)
         started = time.monotonic()
         logs = [(tmp / f"{name}-worker{n}.log").open("wb") for n in range(workers)]
         processes = [
@@ -92,6 +96,7 @@ def run(admin_url: str, workers: int, args: argparse.Namespace, counters: Any, s
                 for i, process in enumerate(processes):
                     with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                         worker_cpu[i] = cpu_seconds(process.pid)
+                pg_last.update(postgres_cpu_by_pid())
                 time.sleep(0.05)
             elapsed = counters.last_at.value - started
         finally:
@@ -100,9 +105,10 @@ def run(admin_url: str, workers: int, args: argparse.Namespace, counters: Any, s
             for log in logs:
                 log.close()
         rate = args.messages / elapsed
+        pg_cpu = sum(cpu - pg_from.get(pid, 0.0) for pid, cpu in pg_last.items())
         print(
             f"{workers} worker(s): {rate:7.1f} msg/s | {args.messages} messages in {elapsed:6.2f} s | CPU (cores): "
-            f"workers {sum(worker_cpu) / elapsed:4.2f}, postgres {(postgres_cpu_seconds() - pg_from) / elapsed:4.2f}, "
+            f"workers {sum(worker_cpu) / elapsed:4.2f}, postgres {pg_cpu / elapsed:4.2f}, "
             f"sink {(cpu_seconds(sink_pid) - sink_from) / elapsed:4.2f}",
             flush=True,
         )

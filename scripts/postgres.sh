@@ -36,5 +36,7 @@ DO $$ BEGIN
     CREATE ROLE postroom LOGIN PASSWORD 'postroom' CREATEDB;
   END IF;
 END $$;
+-- DROP DATABASE … WITH (FORCE) in the tests may have to end an autovacuum worker on the database.
+GRANT pg_signal_backend TO postroom;
 SQL
 echo "postgresql://postroom:postroom@127.0.0.1:5432/postgres"
