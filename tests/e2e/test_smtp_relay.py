@@ -11,6 +11,7 @@ import base64
 import email
 import email.policy
 import re
+import os
 import shutil
 import smtplib
 import socket
@@ -233,7 +234,11 @@ def test_smtplib_over_implicit_tls_sends_with_a_sending_only_key_and_an_attachme
     assert attachment.get_content() == b"%PDF-1.4 test"
 
 
-swaks = pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed (apt-get install swaks)")
+# CI (POSTROOM_REQUIRE_POSTGRES=1, a fresh machine it provisions itself) must run them: there, absence fails.
+swaks = pytest.mark.skipif(
+    shutil.which("swaks") is None and os.environ.get("POSTROOM_REQUIRE_POSTGRES") != "1",
+    reason="swaks is not installed (apt-get install swaks)",
+)
 
 
 def run_swaks(relay: Relay, key: str, to: str, *tls: str, port: int) -> subprocess.CompletedProcess[str]:
