@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
-import re
 import os
+import re
 import shutil
 import smtplib
 import socket
