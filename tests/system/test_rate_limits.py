@@ -138,3 +138,18 @@ def test_a_malformed_rate_limit_setting_stops_postroom_naming_the_variable(value
 
 def test_rate_limits_can_be_switched_off() -> None:
     assert load_settings({"POSTROOM_RATE_LIMIT": "off", "POSTROOM_SEND_RATE_LIMIT": "OFF"}).rate_limit == "off"
+
+
+def test_a_send_limit_equal_to_the_general_one_counts_each_send_once() -> None:
+    from postroom.auth.ratelimit import LocalStorage, RateLimiter, _items
+    from postroom.auth.scopes import Scope
+
+    limiter = RateLimiter(LocalStorage(), general=_items("4/minute"), send=_items("4/minute"))
+
+    async def sends() -> list[int | None]:
+        verdicts = [await limiter.hit(7, Scope.EMAILS_SEND) for _ in range(5)]
+        return [None if v is None else v.retry_after for v in verdicts]
+
+    retry_afters = asyncio.run(sends())
+    assert retry_afters[:4] == [None] * 4  # four sends fit a limit of four
+    assert retry_afters[4] is not None

@@ -248,8 +248,9 @@ class RateLimiter:
 
     def __init__(self, storage: Storage, *, general: list[RateLimitItem], send: list[RateLimitItem]) -> None:
         self.storage = storage
-        self._general = general
-        self._send = general + send
+        # Each limit counts under its own name, so a send limit equal to the general one is still a second counter.
+        self._general = [("all", item) for item in general]
+        self._send = self._general + [("send", item) for item in send]
         self.enabled = bool(general or send)
 
     @classmethod
@@ -265,8 +266,8 @@ class RateLimiter:
         tightest: Verdict | None = None
         retry_after: int | None = None
         try:
-            for item in items:
-                key = item.key_for("team", team)
+            for name, item in items:
+                key = item.key_for(name, "team", team)
                 count = await self.storage.incr(key, item.get_expiry())
                 reset = await self.storage.get_expiry(key)
                 if count > item.amount:
