@@ -439,7 +439,9 @@ def database_outcome(db_path: Path) -> tuple[dict[str, int], dict[str, int], str
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         recipients = dict(conn.execute("SELECT status, count(*) FROM recipients GROUP BY status").fetchall())
-        items = dict(conn.execute("SELECT status, count(*) FROM work_items GROUP BY status").fetchall())
+        items = dict(
+            conn.execute("SELECT status, count(*) FROM work_items WHERE kind = 'deliver' GROUP BY status").fetchall()
+        )
         mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
         return recipients, items, mode
     finally:
@@ -512,7 +514,7 @@ def main() -> None:
         recipients, items, mode = database_outcome(tmp / "postroom-data" / "postroom.db")
         complete = recipients == {"delivered": args.messages} and items == {"done": args.messages}
         print(
-            f"  postroom database after the worker stopped: recipients {recipients}, work items {items}, "
+            f"  postroom database after the worker stopped: recipients {recipients}, delivery work items {items}, "
             f"journal_mode={mode} [{'OK' if complete else 'INCOMPLETE'}]"
         )
     ratio = postroom.rate / baseline.rate
