@@ -395,7 +395,8 @@ def _serve(settings: Settings, *, with_worker: bool = True, with_smtp: bool = Fa
 
         if smtp_sockets:
             wake = dispatcher.wake if dispatcher is not None else (lambda: None)
-            smtp_listeners.append(await start_listeners(settings, db, smtp_sockets, wake=wake))
+            limiter = app.state.rate_limiter  # one window per team for HTTP and SMTP sends
+            smtp_listeners.append(await start_listeners(settings, db, smtp_sockets, wake=wake, rate_limiter=limiter))
 
     async def stop() -> None:
         for listener in smtp_listeners:  # refuse new mail first; what was acknowledged is committed
@@ -465,8 +466,11 @@ def _smtp(settings: Settings) -> int:
         raise UsageError("every SMTP listener is off (POSTROOM_SMTP_PORT, POSTROOM_SMTPS_PORT, POSTROOM_BOUNCE_PORT)")
 
     async def run() -> None:
+        from postroom.auth.ratelimit import RateLimiter
+
         db = open_database(settings)
-        listeners = await start_listeners(settings, db, sockets)
+        limiter = RateLimiter.from_settings(settings)
+        listeners = await start_listeners(settings, db, sockets, rate_limiter=limiter)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -474,6 +478,7 @@ def _smtp(settings: Settings) -> int:
         _print_smtp_ports(settings, sockets)
         await stopping.wait()
         await listeners.close()
+        await limiter.close()
         await db.close()
 
     asyncio.run(run())

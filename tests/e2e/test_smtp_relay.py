@@ -584,6 +584,36 @@ def test_postroom_smtp_runs_the_listeners_alone_with_a_self_signed_certificate(
     sink.wait_for(1, timeout=20)
 
 
+def test_smtp_sends_count_against_the_teams_send_rate_limit(
+    backend: Backend, relay: Relay, sink: SmtpSink, tmp_path: Path, key: str
+) -> None:
+    port = free_port()
+    env = backend.subprocess_env(
+        {"POSTROOM_SMTP_PORT": str(port), "POSTROOM_SMTPS_PORT": "0", "POSTROOM_BOUNCE_PORT": "0",
+         "POSTROOM_SMTP_ALLOW_PLAIN": "1", "POSTROOM_SEND_RATE_LIMIT": "2/minute"}
+    )  # fmt: skip
+    log_path = tmp_path / "smtp.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "postroom", "smtp"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while b"Postroom SMTP on" not in log_path.read_bytes():
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        with smtplib.SMTP("127.0.0.1", port, local_hostname="app.test") as client:
+            client.login("lettr", key)
+            codes = [submit(client, compose(f"limited{n}@example.test")) for n in range(3)]
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        log.close()
+    assert [code for code, _ in codes] == [250, 250, 451]
+    assert "4.7.0 Rate limit exceeded" in codes[2][1]
+    sink.wait_for(2, timeout=20)
+
+
 @contextmanager
 def held_port() -> Iterator[int]:
     """A port some other program is listening on."""

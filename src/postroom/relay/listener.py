@@ -37,6 +37,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 from postroom.apikeys.service import ApiKeyRecord
 from postroom.auth.client_ip import client_ip
 from postroom.auth.guard import Attempt, Authenticator
+from postroom.auth.ratelimit import RateLimiter
 from postroom.auth.scopes import Scope
 from postroom.config import Settings
 from postroom.core.clock import utcnow
@@ -45,7 +46,7 @@ from postroom.delivery.return_path import VERP_PREFIX, parse_envelope_recipient
 from postroom.emails import idempotency
 from postroom.emails.submission import submit_send
 from postroom.emails.validation import MAX_RECIPIENTS, is_valid_address
-from postroom.errors import PostroomError, ValidationFailed
+from postroom.errors import PostroomError, RateLimitExceeded, ValidationFailed
 from postroom.relay.bounces import record_report
 from postroom.relay.message import read_submission
 from postroom.relay.reports import parse_report
@@ -118,12 +119,18 @@ class SubmissionHandler:
     """aiosmtpd hooks of the submission listeners (shared by every connection; state lives on the session)."""
 
     def __init__(
-        self, db: Database, settings: Settings, authenticator: Authenticator, wake: Callable[[], None]
+        self,
+        db: Database,
+        settings: Settings,
+        authenticator: Authenticator,
+        wake: Callable[[], None],
+        rate_limiter: RateLimiter,
     ) -> None:
         self._db = db
         self._settings = settings
         self._authenticator = authenticator
         self._wake = wake
+        self._rate_limiter = rate_limiter
 
     async def _check(self, session: Session, token: str, what: str) -> ApiKeyRecord:
         return await self._authenticator.authenticate(
@@ -228,6 +235,10 @@ class SubmissionHandler:
         if not isinstance(login, _Login) or login.key is None:
             return "530 5.7.0 Authentication required"
         key = login.key
+        # The team's send rate limit counts SMTP messages as it counts POST /api/emails.
+        verdict = await self._rate_limiter.hit(key.team_id, Scope.EMAILS_SEND)
+        if verdict is not None and verdict.retry_after is not None:
+            return _error_reply(RateLimitExceeded(verdict.retry_after))
         raw = envelope.original_content or b""
         try:
             submission = read_submission(
@@ -354,8 +365,11 @@ async def start_listeners(
     *,
     wake: Callable[[], None] = lambda: None,
     authenticator: Authenticator | None = None,
+    rate_limiter: RateLimiter | None = None,
 ) -> SmtpListeners:
-    """Serve each of ``sockets`` (keys as in ``ListenerPorts.enabled``) on the running event loop."""
+    """Serve each of ``sockets`` (keys as in ``ListenerPorts.enabled``) on the running event loop.
+
+    ``rate_limiter`` is the API's when both run in one process, so a team's sends share one window."""
     # aiosmtpd logs every command at INFO and warns about AUTH without STARTTLS on each connection, which on the
     # implicit-TLS port (TLS from the first byte) and with POSTROOM_SMTP_ALLOW_PLAIN is intended; its own errors
     # are still logged.
@@ -363,7 +377,8 @@ async def start_listeners(
     warnings.filterwarnings("ignore", message="Requiring AUTH while not requiring TLS", module="aiosmtpd")
     loop = asyncio.get_running_loop()
     context = server_context(settings)
-    submission = SubmissionHandler(db, settings, authenticator or Authenticator(db, settings), wake)
+    limiter = rate_limiter or RateLimiter.from_settings(settings)
+    submission = SubmissionHandler(db, settings, authenticator or Authenticator(db, settings), wake, limiter)
     bounce = BounceHandler(db, settings)
     plain = settings.smtp_allow_plain
 
