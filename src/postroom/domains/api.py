@@ -14,6 +14,7 @@ from litestar.params import FromPath
 from postroom.auth.guard import CallerKey
 from postroom.core.clock import utcnow
 from postroom.core.envelope import envelope
+from postroom.core.openapi import documented, envelope_of, request_body
 from postroom.domains import schemas, service
 from postroom.domains.tasks import DomainChecks
 from postroom.emails.validation import decode_body
@@ -29,13 +30,18 @@ def _checks(state: State) -> DomainChecks:
     return checks
 
 
-@get("/domains")
+@get("/domains", responses=documented(200, envelope_of(schemas.DomainList, "DomainListResponse")))
 async def list_domains(state: State, api_key: CallerKey) -> dict[str, Any]:
     domains = await state.db.read(lambda conn: service.list_domains(conn, team_id=api_key.team_id))
     return envelope("Domains retrieved successfully.", {"domains": [schemas.list_item_body(d) for d in domains]})
 
 
-@post("/domains", status_code=201)
+@post(
+    "/domains",
+    status_code=201,
+    responses=documented(201, envelope_of(schemas.CreatedDomain, "CreatedDomainResponse"), errors=(409, 413, 422)),
+    operation_class=request_body(schemas.CreateDomainInput),
+)
 async def create_domain(request: Request[Any, Any, State], state: State, api_key: CallerKey) -> dict[str, Any]:
     body = decode_body(await request.body())
     name = body.get("domain")
@@ -51,28 +57,43 @@ async def create_domain(request: Request[Any, Any, State], state: State, api_key
     return envelope("Domain created successfully.", schemas.created_body(domain))
 
 
-@get("/domains/{domain:str}")
+@get(
+    "/domains/{domain:str}",
+    responses=documented(200, envelope_of(schemas.DomainDetail, "DomainDetailResponse"), errors=(404, 422)),
+)
 async def get_domain(state: State, api_key: CallerKey, domain: FromPath[str]) -> dict[str, Any]:
     name = service.normalise_domain(domain)
     found = await state.db.read(lambda conn: service.get_domain(conn, team_id=api_key.team_id, name=name))
     return envelope("Domain retrieved successfully.", schemas.detail_body(found, state.settings))
 
 
-@delete("/domains/{domain:str}", status_code=204)
+@delete(
+    "/domains/{domain:str}",
+    status_code=204,
+    responses=documented(204, None, errors=(404, 422), description="Deleted; no content."),
+)
 async def delete_domain(state: State, api_key: CallerKey, domain: FromPath[str]) -> Response[None]:
     name = service.normalise_domain(domain)
     await state.db.write(lambda conn: service.delete_domain(conn, team_id=api_key.team_id, name=name, now=utcnow()))
     return Response(content=None, status_code=204)
 
 
-@post("/domains/{domain:str}/verify", status_code=200)
+@post(
+    "/domains/{domain:str}/verify",
+    status_code=200,
+    responses=documented(200, envelope_of(schemas.DomainVerification, "DomainVerificationResponse"), errors=(404, 422)),
+)
 async def verify_domain(state: State, api_key: CallerKey, domain: FromPath[str]) -> dict[str, Any]:
     name = service.normalise_domain(domain)
     checked, result = await _checks(state).verify(team_id=api_key.team_id, name=name)
     return envelope("Domain verification completed.", schemas.verification_body(checked, result))
 
 
-@post("/domains/{domain:str}/dkim/rotate", status_code=200)
+@post(
+    "/domains/{domain:str}/dkim/rotate",
+    status_code=200,
+    responses=documented(200, envelope_of(schemas.DomainDetail, "DomainDetailResponse"), errors=(404, 409, 422)),
+)
 async def rotate_dkim(state: State, api_key: CallerKey, domain: FromPath[str]) -> dict[str, Any]:
     name = service.normalise_domain(domain)
     rotated = await state.db.write(

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
 
 from postroom.config import Settings
 from postroom.core.clock import iso_resource
+from postroom.core.openapi import Timestamp
 from postroom.domains.records import DKIM_SIGNED_HEADERS, RecordCheck
 from postroom.domains.service import SendingDomain, api_status, expected_records
 from postroom.domains.verification import Verification
@@ -111,3 +115,140 @@ def verification_body(domain: SendingDomain, result: Verification) -> dict[str, 
             "includes_sparkpost": spf.status == "valid",
         },
     }
+
+
+# -- OpenAPI documentation (postroom.core.openapi): the bodies above as types -------------------------------------
+
+
+class CreateDomainInput(msgspec.Struct):
+    """``{"domain": "example.com"}``."""
+
+    domain: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1, max_length=255, pattern=r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,}$"
+        ),
+    ]
+
+
+class DomainListItem(msgspec.Struct):
+    """``status`` is ``pending``, ``approved`` or ``blocked``; the check statuses are null until the first check."""
+
+    domain: str
+    status: str
+    status_label: str
+    can_send: bool
+    cname_status: str | None
+    dkim_status: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class DomainList(msgspec.Struct):
+    domains: list[DomainListItem]
+
+
+class Dkim(msgspec.Struct):
+    public: str
+    selector: str
+    headers: str
+    signing_domain: str
+
+
+class CreatedDomain(msgspec.Struct):
+    domain: str
+    status: str
+    status_label: str
+    dkim: Dkim
+
+
+class DkimRecord(msgspec.Struct):
+    public: str
+    selector: str
+    headers: str
+
+
+class DnsRecord(msgspec.Struct, kw_only=True):
+    """One record to publish; ``status`` is the last check's (null before the first), ``remove_after`` only on the
+    retiring DKIM key's record."""
+
+    purpose: str
+    type: str
+    name: str
+    value: str | None
+    status: str | None
+    remove_after: Timestamp | UnsetType = UNSET
+
+
+class DkimWarning(msgspec.Struct):
+    since: Timestamp
+    sending_stops_at: Timestamp
+
+
+class DomainDns(msgspec.Struct):
+    dkim: DkimRecord
+    records: list[DnsRecord]
+    warning: DkimWarning | None
+    last_checked_at: Timestamp | None
+
+
+class DomainDetail(msgspec.Struct, kw_only=True):
+    domain: str
+    status: str
+    status_label: str
+    can_send: bool
+    cname_status: str | None
+    dkim_status: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    dmarc_status: str | None
+    spf_status: str | None
+    is_primary_domain: bool
+    tracking_domain: str | None
+    dns: DomainDns
+    dns_provider: dict[str, Any] | None
+
+
+class VerificationDns(msgspec.Struct):
+    dkim_record: str | None
+    cname_record: str | None
+    dkim_error: str | None
+    cname_error: str | None
+    dmarc_record: str | None
+    dmarc_error: str | None
+    spf_record: str | None
+    spf_error: str | None
+
+
+class DmarcResult(msgspec.Struct):
+    is_valid: bool
+    status: str
+    found_at_domain: str | None
+    record: str | None
+    policy: str | None
+    subdomain_policy: str | None
+    error: str | None
+    covered_by_parent_policy: bool
+
+
+class SpfResult(msgspec.Struct):
+    is_valid: bool
+    status: str
+    record: str | None
+    error: str | None
+    includes_sparkpost: bool
+
+
+class DomainVerification(msgspec.Struct):
+    """``ownership_verified`` is a string (``"true"``/``"false"``), as the SDKs expect."""
+
+    domain: str
+    dkim_status: str | None
+    cname_status: str | None
+    dmarc_status: str | None
+    spf_status: str | None
+    is_primary_domain: bool
+    ownership_verified: str | None
+    dns: VerificationDns
+    dmarc: DmarcResult
+    spf: SpfResult

@@ -12,8 +12,9 @@ from litestar.params import FromPath, FromQuery
 from postroom.auth.guard import CallerKey
 from postroom.core.clock import iso_resource, utcnow
 from postroom.core.envelope import envelope
+from postroom.core.openapi import documented, envelope_of, request_body
 from postroom.core.pagination import pagination_body, parse_page_params
-from postroom.emails import idempotency, submission
+from postroom.emails import idempotency, schemas, submission
 from postroom.emails import service as emails_service
 from postroom.emails.queries import EventQuery
 from postroom.emails.schemas import (
@@ -31,7 +32,12 @@ from postroom.emails.validation import decode_body, parse_schedule_request
 from postroom.errors import NotFound, ValidationFailed
 
 
-@post("/emails", status_code=200)
+@post(
+    "/emails",
+    status_code=200,
+    responses=documented(200, envelope_of(schemas.SendResult, "SendEmailResponse"), errors=(404, 409, 413, 422)),
+    operation_class=request_body(schemas.SendEmailInput, rules=schemas.SEND_CONTENT_RULE),
+)
 async def send_email(request: Request[Any, Any, State], state: State, api_key: CallerKey) -> Response[dict[str, Any]]:
     key = idempotency.check_key(request.headers.get(idempotency.HEADER))
     body = decode_body(await request.body())
@@ -49,7 +55,7 @@ async def send_email(request: Request[Any, Any, State], state: State, api_key: C
     return Response(submitted.body, status_code=200)
 
 
-@get("/emails")
+@get("/emails", responses=documented(200, envelope_of(schemas.SentEmailList, "SentEmailListResponse"), errors=(422,)))
 async def list_emails(
     request: Request[Any, Any, State],
     state: State,
@@ -73,7 +79,10 @@ async def list_emails(
     )
 
 
-@get("/emails/events")
+@get(
+    "/emails/events",
+    responses=documented(200, envelope_of(schemas.EmailEventList, "EmailEventListResponse"), errors=(422,)),
+)
 async def list_email_events(
     request: Request[Any, Any, State],
     state: State,
@@ -162,7 +171,10 @@ async def _event_listing(
     )
 
 
-@get("/emails/{request_id:str}")
+@get(
+    "/emails/{request_id:str}",
+    responses=documented(200, envelope_of(schemas.Transmission, "TransmissionResponse"), errors=(404, 422)),
+)
 async def get_email(
     request: Request[Any, Any, State], state: State, api_key: CallerKey, request_id: FromPath[str]
 ) -> dict[str, Any]:
@@ -196,7 +208,12 @@ async def get_email(
     )
 
 
-@post("/emails/scheduled", status_code=201)
+@post(
+    "/emails/scheduled",
+    status_code=201,
+    responses=documented(201, envelope_of(schemas.ScheduledEmail, "ScheduledEmailResponse"), errors=(404, 413, 422)),
+    operation_class=request_body(schemas.ScheduleEmailInput, rules=schemas.SEND_CONTENT_RULE),
+)
 async def schedule_email(request: Request[Any, Any, State], state: State, api_key: CallerKey) -> dict[str, Any]:
     now = utcnow()
     send, scheduled_at = parse_schedule_request(decode_body(await request.body()), now)
@@ -208,7 +225,10 @@ async def schedule_email(request: Request[Any, Any, State], state: State, api_ke
     return envelope("Email scheduled for delivery.", scheduled_body(row))
 
 
-@get("/emails/scheduled")
+@get(
+    "/emails/scheduled",
+    responses=documented(200, envelope_of(schemas.ScheduledEmailList, "ScheduledEmailListResponse"), errors=(422,)),
+)
 async def list_scheduled_emails(
     state: State,
     api_key: CallerKey,
@@ -232,7 +252,10 @@ async def list_scheduled_emails(
     )
 
 
-@get("/emails/scheduled/{request_id:str}")
+@get(
+    "/emails/scheduled/{request_id:str}",
+    responses=documented(200, envelope_of(schemas.ScheduledEmail, "ScheduledEmailResponse"), errors=(404,)),
+)
 async def get_scheduled_email(state: State, api_key: CallerKey, request_id: FromPath[str]) -> dict[str, Any]:
     row = await state.db.read(
         lambda conn: emails_service.get_scheduled(conn, team_id=api_key.team_id, scheduled_id=request_id)
@@ -240,7 +263,11 @@ async def get_scheduled_email(state: State, api_key: CallerKey, request_id: From
     return envelope("Scheduled transmission retrieved successfully.", scheduled_body(row))
 
 
-@delete("/emails/scheduled/{request_id:str}", status_code=200)
+@delete(
+    "/emails/scheduled/{request_id:str}",
+    status_code=200,
+    responses=documented(200, envelope_of(schemas.ScheduledEmail, "ScheduledEmailResponse"), errors=(404, 409)),
+)
 async def cancel_scheduled_email(state: State, api_key: CallerKey, request_id: FromPath[str]) -> dict[str, Any]:
     row = await state.db.write(
         lambda conn: emails_service.cancel_scheduled(
@@ -262,7 +289,7 @@ HANDLERS = [
 ]
 
 
-@get("/suppressions")
+@get("/suppressions", responses=documented(200, envelope_of(schemas.SuppressionList, "SuppressionListResponse")))
 async def list_suppressions(state: State, api_key: CallerKey) -> dict[str, Any]:
     """Postroom's own: the team's suppressed addresses (hard bounces and complaints), newest first."""
     rows = await state.db.read(lambda conn: emails_service.list_suppressions(conn, team_id=api_key.team_id))
@@ -277,7 +304,11 @@ async def list_suppressions(state: State, api_key: CallerKey) -> dict[str, Any]:
     )
 
 
-@delete("/suppressions/{email:str}", status_code=200)
+@delete(
+    "/suppressions/{email:str}",
+    status_code=200,
+    responses=documented(200, envelope_of(schemas.RemovedSuppression, "RemovedSuppressionResponse"), errors=(404,)),
+)
 async def remove_suppression(state: State, api_key: CallerKey, email: FromPath[str]) -> dict[str, Any]:
     removed = await state.db.write(lambda conn: emails_service.unsuppress(conn, team_id=api_key.team_id, email=email))
     if not removed:

@@ -6,12 +6,14 @@ import base64
 import binascii
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 from sqlalchemy import Row
 
 from postroom.core.clock import iso_event, iso_resource
+from postroom.core.openapi import Pagination, RowId, Timestamp
 from postroom.errors import ValidationFailed
 
 DEFAULT_WINDOW = timedelta(days=10)
@@ -150,3 +152,225 @@ def scheduled_body(row: Row[Any], events: list[dict[str, Any]] | None = None) ->
         "created_at": iso_resource(row.created_at),
         "updated_at": iso_resource(row.updated_at),
     }
+
+
+# -- OpenAPI documentation (postroom.core.openapi): what the routes above accept and answer ---------------------
+
+Address = Annotated[str, msgspec.Meta(max_length=255, extra_json_schema={"format": "email"})]
+
+
+_MIME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$"
+_BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})$"
+
+
+class Attachment(msgspec.Struct):
+    """Each field required; ``name`` without line breaks or ``/``; ``data`` is base64 without line breaks."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^/\r\n\x00]+$")]
+    type: Annotated[str, msgspec.Meta(max_length=255, pattern=_MIME_PATTERN)]
+    data: Annotated[str, msgspec.Meta(min_length=4, pattern=_BASE64_PATTERN)]
+
+
+class SendOptions(msgspec.Struct, kw_only=True):
+    click_tracking: bool | UnsetType = UNSET
+    open_tracking: bool | UnsetType = UNSET
+    transactional: bool | UnsetType = UNSET
+    inline_css: bool | UnsetType = UNSET
+    perform_substitutions: bool | UnsetType = UNSET
+
+
+class SendEmailInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A send (lettr-api.md §5.2 (3)): ``subject`` and one of ``html``/``text``/``amp_html`` unless
+    ``template_slug``; at most 50 recipients across ``to``, ``cc`` and ``bcc``."""
+
+    from_: Address = msgspec.field(name="from")
+    to: Annotated[list[Address], msgspec.Meta(min_length=1, max_length=50)]
+    from_name: Annotated[str, msgspec.Meta(max_length=255)] | None | UnsetType = UNSET
+    cc: Annotated[list[Address], msgspec.Meta(max_length=50)] | None | UnsetType = UNSET
+    bcc: Annotated[list[Address], msgspec.Meta(max_length=50)] | None | UnsetType = UNSET
+    reply_to: Address | None | UnsetType = UNSET
+    reply_to_name: Annotated[str, msgspec.Meta(max_length=255)] | None | UnsetType = UNSET
+    subject: Annotated[str, msgspec.Meta(max_length=998)] | None | UnsetType = UNSET
+    html: str | None | UnsetType = UNSET
+    text: str | None | UnsetType = UNSET
+    amp_html: str | None | UnsetType = UNSET
+    template_slug: Annotated[str, msgspec.Meta(max_length=255)] | None | UnsetType = UNSET
+    template_version: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None | UnsetType = UNSET
+    project_id: RowId | None | UnsetType = UNSET
+    tag: Annotated[str, msgspec.Meta(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")] | None | UnsetType = UNSET
+    metadata: Annotated[dict[str, str], msgspec.Meta(max_length=50)] | None | UnsetType = UNSET
+    headers: Annotated[dict[str, str], msgspec.Meta(max_length=10)] | None | UnsetType = UNSET
+    substitution_data: dict[str, Any] | None | UnsetType = UNSET
+    options: SendOptions | None | UnsetType = UNSET
+    attachments: list[Attachment] | None | UnsetType = UNSET
+
+
+SEND_CONTENT_RULE = {
+    "anyOf": [
+        {"required": ["template_slug"]},
+        {"required": ["subject", "html"]},
+        {"required": ["subject", "text"]},
+        {"required": ["subject", "amp_html"]},
+    ]
+}
+"""Without ``template_slug``, a send needs ``subject`` and ``html``, ``text`` or ``amp_html`` (non-empty)."""
+
+
+class ScheduleEmailInput(SendEmailInput, kw_only=True, forbid_unknown_fields=True):
+    """A send plus ``scheduled_at`` (ISO-8601, 5 minutes to 30 days ahead; naive means UTC)."""
+
+    scheduled_at: Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+
+
+class SendResult(msgspec.Struct):
+    request_id: str
+    accepted: int
+    rejected: int
+
+
+class EmailEvent(msgspec.Struct, kw_only=True):
+    """One EmailEvent (lettr-api.md §7.1): the common fields, then the type's own (``bounce_class`` when the event
+    has one, and ``reason``, ``error_code`` … as recorded)."""
+
+    event_id: str
+    type: str
+    timestamp: Timestamp
+    request_id: str
+    message_id: str
+    rcpt_to: str
+    raw_rcpt_to: str
+    recipient_domain: str
+    mailbox_provider: str | None
+    mailbox_provider_region: str | None
+    subject: str
+    friendly_from: str
+    sending_domain: str
+    sending_ip: str | None
+    click_tracking: bool
+    open_tracking: bool
+    transactional: bool
+    msg_size: int
+    injection_time: Timestamp
+    rcpt_meta: dict[str, str] | None
+    campaign_id: str | None
+    template_id: str | None
+    template_version: str | None
+    ip_pool: str | None
+    msg_from: str
+    rcpt_type: str
+    rcpt_tags: list[str]
+    amp_enabled: bool
+    delv_method: str
+    recv_method: str
+    routing_domain: str
+    scheduled_time: str | None
+    bounce_class: int | UnsetType = UNSET
+
+
+class SentEmail(msgspec.Struct, kw_only=True):
+    """``GET /emails`` items: a recipient's injection event, in the list's field set."""
+
+    event_id: str
+    type: str
+    timestamp: Timestamp
+    request_id: str
+    message_id: str
+    subject: str
+    friendly_from: str
+    sending_domain: str
+    rcpt_to: str
+    raw_rcpt_to: str
+    recipient_domain: str
+    mailbox_provider: str | None
+    mailbox_provider_region: str | None
+    sending_ip: str | None
+    click_tracking: bool
+    open_tracking: bool
+    transactional: bool
+    msg_size: int
+    injection_time: Timestamp
+    rcpt_meta: dict[str, str] | None
+
+
+class CursorPagination(msgspec.Struct):
+    next_cursor: str | None
+    per_page: int
+
+
+class SentEmailPage(msgspec.Struct):
+    data: list[SentEmail]
+    total_count: int
+    from_: Timestamp = msgspec.field(name="from")
+    to: Timestamp
+    pagination: CursorPagination
+
+
+class EmailEventPage(msgspec.Struct):
+    data: list[EmailEvent]
+    total_count: int
+    from_: Timestamp = msgspec.field(name="from")
+    to: Timestamp
+    pagination: CursorPagination
+
+
+class SentEmailList(msgspec.Struct):
+    events: SentEmailPage
+
+
+class EmailEventList(msgspec.Struct):
+    events: EmailEventPage
+
+
+class Transmission(msgspec.Struct, kw_only=True):
+    """``GET /emails/{request_id}``: ``state`` is ``scheduled``, ``delivered``, ``bounced`` or ``failed``."""
+
+    transmission_id: str
+    state: str
+    scheduled_at: Timestamp | None
+    from_: str = msgspec.field(name="from")
+    from_name: str | None
+    subject: str
+    recipients: list[str]
+    num_recipients: int
+    events: list[EmailEvent]
+
+
+class ScheduledEmail(msgspec.Struct, kw_only=True):
+    """lettr-api.md §5.2 ScheduledEmail; ``transmission_id`` is null until the send goes out."""
+
+    request_id: str
+    transmission_id: str | None
+    state: str
+    scheduled_at: Timestamp
+    from_: str = msgspec.field(name="from")
+    from_name: str | None
+    subject: str | None
+    recipients: list[str]
+    num_recipients: int
+    accepted: int
+    rejected: int
+    tag: str | None
+    failure_reason: str | None
+    events: list[EmailEvent]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class ScheduledEmailList(msgspec.Struct):
+    scheduled_emails: list[ScheduledEmail]
+    pagination: Pagination
+
+
+class Suppression(msgspec.Struct):
+    email: str
+    reason: str
+    source: str | None
+    created_at: Timestamp
+
+
+class SuppressionList(msgspec.Struct):
+    suppressions: list[Suppression]
+
+
+class RemovedSuppression(msgspec.Struct):
+    email: str

@@ -8,14 +8,20 @@ from typing import Any
 
 from litestar import Response, get
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 
 from postroom.auth.guard import CallerKey
 from postroom.core.clock import iso_event, utcnow
 from postroom.core.envelope import envelope
-from postroom.system import queries
+from postroom.core.openapi import ErrorBody, documented, envelope_of
+from postroom.system import queries, schemas
 
 
-@get("/health", sync_to_thread=False)
+@get(
+    "/health",
+    sync_to_thread=False,
+    responses=documented(200, envelope_of(schemas.Health, "HealthResponse"), public=True),
+)
 def health() -> dict[str, Any]:
     """Public: answers without a key and ignores any ``Authorization`` header sent anyway."""
     return envelope("Health check passed.", {"status": "ok", "timestamp": iso_event(utcnow())})
@@ -25,7 +31,15 @@ READY_TIMEOUT_SECONDS = 2.0
 log = logging.getLogger("postroom.system")
 
 
-@get("/health/ready")
+@get(
+    "/health/ready",
+    responses={
+        **documented(200, envelope_of(schemas.Readiness, "ReadinessResponse"), public=True),
+        503: ResponseSpec(
+            ErrorBody, description="The database is not reachable; see Retry-After.", generate_examples=False
+        ),
+    },
+)
 async def ready(state: State) -> Response[dict[str, Any]]:
     """Public readiness for load balancers and orchestrators: 200 once the database answers, else 503.
 
@@ -46,6 +60,6 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     return Response(envelope("Ready.", {"status": "ready", "timestamp": iso_event(utcnow())}), status_code=200)
 
 
-@get("/auth/check", sync_to_thread=False)
+@get("/auth/check", sync_to_thread=False, responses=documented(200, envelope_of(schemas.KeyCheck, "KeyCheckResponse")))
 def auth_check(api_key: CallerKey) -> dict[str, Any]:
     return envelope("API key is valid.", {"team_id": api_key.team_id, "timestamp": iso_event(utcnow())})

@@ -10,12 +10,14 @@ from litestar.params import FromQuery
 
 from postroom.auth.guard import CallerKey
 from postroom.core.envelope import envelope
+from postroom.core.openapi import documented, envelope_of
 from postroom.core.pagination import pagination_body, parse_page_params
+from postroom.teams import schemas
 from postroom.teams import service as teams_service
 from postroom.teams.schemas import project_body
 
 
-@get("/projects")
+@get("/projects", responses=documented(200, envelope_of(schemas.ProjectList, "ProjectListResponse"), errors=(422,)))
 async def list_projects(
     state: State, api_key: CallerKey, page: FromQuery[str | None] = None, per_page: FromQuery[str | None] = None
 ) -> dict[str, Any]:

@@ -9,11 +9,13 @@ from typing import Any
 
 from litestar import Request, delete, get, post, put
 from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery
 
 from postroom.auth.guard import CallerKey
 from postroom.core.clock import utcnow
 from postroom.core.envelope import envelope
+from postroom.core.openapi import MessageBody, documented, envelope_of, request_body
 from postroom.core.pagination import pagination_body, parse_page_params
 from postroom.emails.validation import decode_body
 from postroom.errors import ValidationFailed
@@ -21,7 +23,10 @@ from postroom.templates import schemas
 from postroom.templates import service as templates_service
 
 
-@get("/templates")
+@get(
+    "/templates",
+    responses=documented(200, envelope_of(schemas.TemplateList, "TemplateListResponse"), errors=(404, 422)),
+)
 async def list_templates(
     state: State,
     api_key: CallerKey,
@@ -46,7 +51,12 @@ async def list_templates(
     )
 
 
-@post("/templates", status_code=201)
+@post(
+    "/templates",
+    status_code=201,
+    responses=documented(201, envelope_of(schemas.SavedTemplate, "SavedTemplateResponse"), errors=(404, 413, 422)),
+    operation_class=request_body(schemas.CreateTemplateInput),
+)
 async def create_template(request: Request[Any, Any, State], state: State, api_key: CallerKey) -> dict[str, Any]:
     given = schemas.parse_create(decode_body(await request.body()))
     created = await state.db.write(
@@ -66,7 +76,15 @@ async def create_template(request: Request[Any, Any, State], state: State, api_k
     return envelope("Template created successfully.", schemas.template_saved(created))
 
 
-@get("/templates/html")
+@get(
+    "/templates/html",
+    responses={
+        **documented(200, schemas.TemplateHtmlResponse, errors=(422,)),
+        404: ResponseSpec(
+            schemas.TemplateHtmlNotFoundBody, description="No such template or active HTML.", generate_examples=False
+        ),
+    },
+)
 async def get_template_html(
     state: State,
     api_key: CallerKey,
@@ -99,7 +117,10 @@ async def get_template_html(
     }
 
 
-@get("/templates/{slug:str}")
+@get(
+    "/templates/{slug:str}",
+    responses=documented(200, envelope_of(schemas.TemplateDetail, "TemplateDetailResponse"), errors=(404, 422)),
+)
 async def get_template(
     state: State, api_key: CallerKey, slug: FromPath[str], project_id: FromQuery[str | None] = None
 ) -> dict[str, Any]:
@@ -110,7 +131,11 @@ async def get_template(
     return envelope("Template retrieved successfully.", schemas.template_detail(found))
 
 
-@put("/templates/{slug:str}")
+@put(
+    "/templates/{slug:str}",
+    responses=documented(200, envelope_of(schemas.SavedTemplate, "SavedTemplateResponse"), errors=(404, 413, 422)),
+    operation_class=request_body(schemas.UpdateTemplateInput),
+)
 async def update_template(
     request: Request[Any, Any, State], state: State, api_key: CallerKey, slug: FromPath[str]
 ) -> dict[str, Any]:
@@ -132,7 +157,7 @@ async def update_template(
     return envelope("Template updated successfully.", schemas.template_saved(updated))
 
 
-@delete("/templates/{slug:str}", status_code=200)
+@delete("/templates/{slug:str}", status_code=200, responses=documented(200, MessageBody, errors=(404, 422)))
 async def delete_template(
     state: State, api_key: CallerKey, slug: FromPath[str], project_id: FromQuery[str | None] = None
 ) -> dict[str, Any]:
@@ -143,7 +168,10 @@ async def delete_template(
     return {"message": "Template deleted successfully."}
 
 
-@get("/templates/{slug:str}/merge-tags")
+@get(
+    "/templates/{slug:str}/merge-tags",
+    responses=documented(200, envelope_of(schemas.TemplateMergeTags, "TemplateMergeTagsResponse"), errors=(404, 422)),
+)
 async def get_merge_tags(
     state: State,
     api_key: CallerKey,
@@ -169,7 +197,7 @@ async def get_merge_tags(
     )
 
 
-@get("/folders")
+@get("/folders", responses=documented(200, envelope_of(schemas.FolderList, "FolderListResponse"), errors=(404, 422)))
 async def list_folders(
     state: State,
     api_key: CallerKey,

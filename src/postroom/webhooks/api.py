@@ -25,6 +25,7 @@ from postroom.auth.guard import CallerKey
 from postroom.config import Settings
 from postroom.core.clock import utcnow
 from postroom.core.envelope import envelope
+from postroom.core.openapi import MessageBody, documented, envelope_of, request_body
 from postroom.core.pagination import pagination_body, parse_page_params
 from postroom.errors import ValidationFailed
 from postroom.webhooks import schemas, service, ssrf
@@ -48,13 +49,20 @@ async def _check_token_url(settings: Settings, body: dict[str, Any]) -> None:
         await _check_destination(settings, "oauth_token_url", ssrf.parse_target(token_url))
 
 
-@get("/webhooks")
+@get("/webhooks", responses=documented(200, envelope_of(schemas.WebhookList, "WebhookListResponse")))
 async def list_webhooks(state: State, api_key: CallerKey) -> dict[str, Any]:
     rows = await state.db.read(lambda conn: service.list_webhooks(conn, team_id=api_key.team_id))
     return envelope("Webhooks retrieved successfully.", {"webhooks": [webhook_body(r) for r in rows]})
 
 
-@post("/webhooks", status_code=201)
+@post(
+    "/webhooks",
+    status_code=201,
+    responses=documented(
+        201, envelope_of(schemas.WebhookWithSecret, "WebhookWithSecretResponse"), errors=(409, 413, 422)
+    ),
+    operation_class=request_body(schemas.CreateWebhookInput),
+)
 async def create_webhook(request: Request[Any, Any, State], state: State, api_key: CallerKey) -> dict[str, Any]:
     body = decode_body(await request.body())
     data = schemas.parse_create(body)
@@ -69,13 +77,22 @@ async def create_webhook(request: Request[Any, Any, State], state: State, api_ke
     return envelope("Webhook created successfully.", {**webhook_body(row), "signing_secret": secret})
 
 
-@get("/webhooks/{webhook_id:str}")
+@get(
+    "/webhooks/{webhook_id:str}",
+    responses=documented(200, envelope_of(schemas.Webhook, "WebhookResponse"), errors=(404,)),
+)
 async def get_webhook(state: State, api_key: CallerKey, webhook_id: FromPath[str]) -> dict[str, Any]:
     row = await state.db.read(lambda conn: service.get_webhook(conn, team_id=api_key.team_id, webhook_id=webhook_id))
     return envelope("Webhook retrieved successfully.", webhook_body(row))
 
 
-@route("/webhooks/{webhook_id:str}", http_method=["PUT", "PATCH"], status_code=200)
+@route(
+    "/webhooks/{webhook_id:str}",
+    http_method=["PUT", "PATCH"],
+    status_code=200,
+    responses=documented(200, envelope_of(schemas.Webhook, "WebhookResponse"), errors=(404, 409, 413, 422)),
+    operation_class=request_body(schemas.UpdateWebhookInput),
+)
 async def update_webhook(
     request: Request[Any, Any, State], state: State, api_key: CallerKey, webhook_id: FromPath[str]
 ) -> dict[str, Any]:
@@ -98,13 +115,20 @@ async def update_webhook(
     return envelope("Webhook updated successfully.", webhook_body(row))
 
 
-@delete("/webhooks/{webhook_id:str}", status_code=200)
+@delete("/webhooks/{webhook_id:str}", status_code=200, responses=documented(200, MessageBody, errors=(404,)))
 async def delete_webhook(state: State, api_key: CallerKey, webhook_id: FromPath[str]) -> dict[str, Any]:
     await state.db.write(lambda conn: service.delete_webhook(conn, team_id=api_key.team_id, webhook_id=webhook_id))
     return {"message": "Webhook deleted successfully."}
 
 
-@post("/webhooks/{webhook_id:str}/rotate-secret", status_code=200)
+@post(
+    "/webhooks/{webhook_id:str}/rotate-secret",
+    status_code=200,
+    responses=documented(
+        200, envelope_of(schemas.WebhookWithSecret, "WebhookWithSecretResponse"), errors=(404, 409, 413, 422)
+    ),
+    operation_class=request_body(schemas.RotateSecretInput, required=False),
+)
 async def rotate_secret(
     request: Request[Any, Any, State], state: State, api_key: CallerKey, webhook_id: FromPath[str]
 ) -> dict[str, Any]:
@@ -124,7 +148,11 @@ async def rotate_secret(
     return envelope("Signing secret rotated.", {**webhook_body(row), "signing_secret": secret})
 
 
-@delete("/webhooks/{webhook_id:str}/previous-secret", status_code=200)
+@delete(
+    "/webhooks/{webhook_id:str}/previous-secret",
+    status_code=200,
+    responses=documented(200, envelope_of(schemas.Webhook, "WebhookResponse"), errors=(404,)),
+)
 async def expire_previous_secret(state: State, api_key: CallerKey, webhook_id: FromPath[str]) -> dict[str, Any]:
     row = await state.db.write(
         lambda conn: service.expire_previous_secret(conn, team_id=api_key.team_id, webhook_id=webhook_id, now=utcnow())
@@ -132,7 +160,10 @@ async def expire_previous_secret(state: State, api_key: CallerKey, webhook_id: F
     return envelope("The previous signing secret no longer signs.", webhook_body(row))
 
 
-@get("/webhooks/{webhook_id:str}/deliveries")
+@get(
+    "/webhooks/{webhook_id:str}/deliveries",
+    responses=documented(200, envelope_of(schemas.DeliveryList, "DeliveryListResponse"), errors=(404, 422)),
+)
 async def list_deliveries(
     state: State,
     api_key: CallerKey,
@@ -155,7 +186,11 @@ async def list_deliveries(
     )
 
 
-@post("/webhooks/{webhook_id:str}/deliveries/{delivery_id:str}/replay", status_code=202)
+@post(
+    "/webhooks/{webhook_id:str}/deliveries/{delivery_id:str}/replay",
+    status_code=202,
+    responses=documented(202, envelope_of(schemas.Delivery, "DeliveryResponse"), errors=(404, 409)),
+)
 async def replay_delivery(
     state: State, api_key: CallerKey, webhook_id: FromPath[str], delivery_id: FromPath[str]
 ) -> Response[dict[str, Any]]:

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 from sqlalchemy import Row
 
 from postroom.core.clock import iso_resource
+from postroom.core.openapi import Pagination, Timestamp
 from postroom.emails.schemas import event_body
 from postroom.errors import ValidationFailed
 from postroom.webhooks.ssrf import Target, parse_target
@@ -370,3 +372,115 @@ def message_event(row: Row[Any], event_name: str) -> dict[str, Any]:
 def batch_payload(events: Sequence[tuple[Row[Any], str]]) -> bytes:
     """The body of one delivery: a JSON array of events, oldest first."""
     return msgspec.json.encode([message_event(row, name) for row, name in events])
+
+
+# -- OpenAPI documentation (postroom.core.openapi): what the parsers above accept and the bodies above are ---------
+
+_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME, pattern=r"^\s*[^\s\r\n\x00][^\r\n\x00]*$")]
+_Url = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_URL, extra_json_schema={"format": "uri"})]
+_Credential = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CREDENTIAL, pattern=r"^[^\r\n\x00]*\S")]
+_EventName = Annotated[str, msgspec.Meta(extra_json_schema={"enum": [*EVENT_NAMES, *CANONICAL_BY_TYPE]})]
+_Events = Annotated[list[_EventName], msgspec.Meta(min_length=1)]
+_AuthType = Literal["none", "basic", "oauth2"]
+_EventsMode = Literal["all", "selected"]
+
+
+class CreateWebhookInput(msgspec.Struct, kw_only=True):
+    """``events`` is required when ``events_mode`` is ``selected``; ``basic`` needs ``auth_username`` and
+    ``auth_password``, ``oauth2`` the three ``oauth_*`` fields. ``target`` is the deprecated name of ``url``."""
+
+    name: _Name
+    url: _Url
+    auth_type: _AuthType
+    events_mode: _EventsMode
+    events: _Events | None | UnsetType = UNSET
+    target: _Url | None | UnsetType = UNSET
+    auth_username: _Credential | None | UnsetType = UNSET
+    auth_password: _Credential | None | UnsetType = UNSET
+    oauth_client_id: _Credential | None | UnsetType = UNSET
+    oauth_client_secret: _Credential | None | UnsetType = UNSET
+    oauth_token_url: _Url | None | UnsetType = UNSET
+
+
+class UpdateWebhookInput(msgspec.Struct, kw_only=True):
+    """A partial update: only what is given changes (``active`` and ``enabled`` are the same switch)."""
+
+    name: _Name | None | UnsetType = UNSET
+    url: _Url | None | UnsetType = UNSET
+    target: _Url | None | UnsetType = UNSET
+    auth_type: _AuthType | None | UnsetType = UNSET
+    auth_username: _Credential | None | UnsetType = UNSET
+    auth_password: _Credential | None | UnsetType = UNSET
+    oauth_client_id: _Credential | None | UnsetType = UNSET
+    oauth_client_secret: _Credential | None | UnsetType = UNSET
+    oauth_token_url: _Url | None | UnsetType = UNSET
+    events_mode: _EventsMode | None | UnsetType = UNSET
+    events: _Events | None | UnsetType = UNSET
+    active: bool | None | UnsetType = UNSET
+    enabled: bool | None | UnsetType = UNSET
+
+
+class RotateSecretInput(msgspec.Struct, kw_only=True):
+    """Optional; an empty body means ``{"overlap_hours": 24, "force": false}``."""
+
+    overlap_hours: Annotated[int, msgspec.Meta(ge=0, le=MAX_OVERLAP_HOURS)] | UnsetType = UNSET
+    force: bool | UnsetType = UNSET
+
+
+class Webhook(msgspec.Struct, kw_only=True):
+    """Lettr's Webhook object plus Postroom's fields; ``event_types`` null means every event."""
+
+    id: str
+    name: str
+    url: str
+    enabled: bool
+    event_types: list[str] | None
+    auth_type: str
+    has_auth_credentials: bool
+    last_successful_at: Timestamp | None
+    last_failure_at: Timestamp | None
+    last_status: str | None
+    disabled_reason: str | None
+    secret_rotation_ends_at: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class WebhookWithSecret(Webhook, kw_only=True):
+    """After create and rotation: the new ``signing_secret``, shown this once."""
+
+    signing_secret: str
+
+
+class WebhookList(msgspec.Struct):
+    webhooks: list[Webhook]
+
+
+class DeliveryAttempt(msgspec.Struct):
+    attempt: int
+    trigger: str
+    started_at: Timestamp
+    success: bool
+    status_code: int | None
+    latency_ms: int
+    response_excerpt: str | None
+    error: str | None
+
+
+class Delivery(msgspec.Struct):
+    id: str
+    webhook_id: str
+    status: str
+    event_count: int
+    attempts: int
+    next_attempt_at: Timestamp | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: Timestamp | None
+    created_at: Timestamp
+    log: list[DeliveryAttempt]
+
+
+class DeliveryList(msgspec.Struct):
+    deliveries: list[Delivery]
+    pagination: Pagination
