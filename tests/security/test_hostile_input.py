@@ -187,3 +187,38 @@ def _fuzz_route(http: httpx.Client, target: SecurityTarget, method: str, path: s
         assert response.status_code < 500, f"{method} {path} {json.dumps(body)[:300]} -> {response.text[:300]}"
 
     fuzz()
+
+
+HUGE = 14640701305840708111872913571840
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/emails", {"project_id": HUGE}, "project_id"),
+        ("POST", "/emails", {"project_id": -(2**46)}, "project_id"),
+        ("POST", "/emails", {"template_slug": "x", "template_version": HUGE}, "template_version"),
+        ("POST", "/templates", {"name": "big ids", "html": "x", "project_id": HUGE}, "project_id"),
+        ("POST", "/templates", {"name": "big ids", "html": "x", "folder_id": -(2**46)}, "folder_id"),
+        ("GET", "/templates?project_id=99999999999999999999", None, "project_id"),
+        ("GET", "/projects?page=99999999999999999999", None, "page"),
+    ],
+    ids=["send project", "send negative project", "send version", "template project", "template folder",
+         "query project", "query page"],
+)  # fmt: skip
+def test_ids_beyond_32_bits_get_422_naming_the_field(
+    target: SecurityTarget, method: str, path: str, body: dict[str, Any] | None, field: str
+) -> None:
+    if path == "/emails":
+        body = {
+            "from": f"a@{target.a.domain}",
+            "to": ["victim@example.test"],
+            "subject": "x",
+            "text": "x",
+            **(body or {}),
+        }
+    response = httpx.request(
+        method, target.server.api_url + path, json=body, headers=bearer(target.a.full_key), timeout=30
+    )
+    assert response.status_code == 422, response.text
+    assert field in response.json()["errors"]

@@ -19,3 +19,8 @@ def new_id(prefix: str) -> str:
         chars.append(_CROCKFORD[value & 31])
         value >>= 5
     return f"{prefix}_{''.join(reversed(chars)).lower()}"
+
+
+MAX_ROW_ID = 2**31 - 1
+"""The largest integer id a request may name: integer ids are 32-bit columns on PostgreSQL, so a larger value is
+refused as invalid input (422) instead of reaching the database."""

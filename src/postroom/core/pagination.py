@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from postroom.core.ids import MAX_ROW_ID
 from postroom.errors import ValidationFailed
 
 MAX_PER_PAGE = 100
@@ -29,7 +30,8 @@ def _integer(name: str, raw: str | None, default: int, maximum: int | None) -> t
         return default, [f"The {name} parameter must be an integer."]
     if value < 1:
         return default, [f"The {name} parameter must be at least 1."]
-    if maximum is not None and value > maximum:
+    maximum = MAX_ROW_ID if maximum is None else maximum
+    if value > maximum:
         return default, [f"The {name} parameter must not exceed {maximum}."]
     return value, []
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from postroom.core.ids import MAX_ROW_ID
 from postroom.errors import InvalidDomain, ValidationFailed
 
 MAX_RECIPIENTS = 50
@@ -244,12 +245,16 @@ def _parse(body: dict[str, Any], errors: _Errors) -> SendRequest | None:
 
     template_version = body.get("template_version")
     if template_version is not None and (
-        not isinstance(template_version, int) or isinstance(template_version, bool) or template_version < 1
+        not isinstance(template_version, int)
+        or isinstance(template_version, bool)
+        or not 1 <= template_version <= MAX_ROW_ID
     ):
         errors.add("template_version", "The version parameter must be an integer.")
     project_id = body.get("project_id")
     if project_id is not None and (not isinstance(project_id, int) or isinstance(project_id, bool)):
         errors.add("project_id", "The project_id parameter must be an integer.")
+    elif project_id is not None and not 1 <= project_id <= MAX_ROW_ID:
+        errors.add("project_id", f"The project_id parameter must be between 1 and {MAX_ROW_ID}.")
 
     if template_slug is None:
         if not subject:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from postroom.core.clock import iso_resource
+from postroom.core.ids import MAX_ROW_ID
+from postroom.core.openapi import Pagination, RowId, Timestamp
 from postroom.errors import ValidationFailed
 from postroom.templates.service import PURPOSES, FolderRecord, TemplateRecord
 
@@ -87,6 +90,9 @@ def _integer_field(body: dict[str, Any], name: str, errors: _Errors) -> int | No
         return None
     if not isinstance(value, int) or isinstance(value, bool):
         errors.add(name, f"The {name} parameter must be an integer.")
+        return None
+    if not 1 <= value <= MAX_ROW_ID:
+        errors.add(name, f"The {name} parameter must be between 1 and {MAX_ROW_ID}.")
         return None
     return value
 
@@ -186,6 +192,8 @@ def query_integer(name: str, raw: str | None) -> int | None:
         raise ValidationFailed({name: [f"The {name} parameter must be an integer."]}) from None
     if value < 1:
         raise ValidationFailed({name: [f"The {name} parameter must be at least 1."]})
+    if value > MAX_ROW_ID:
+        raise ValidationFailed({name: [f"The {name} parameter must not exceed {MAX_ROW_ID}."]})
     return value
 
 
@@ -246,3 +254,142 @@ def folder_body(folder: FolderRecord) -> dict[str, Any]:
         "created_at": iso_resource(folder.created_at),
         "updated_at": iso_resource(folder.updated_at),
     }
+
+
+# -- OpenAPI documentation (postroom.core.openapi): what the parsers above accept and the bodies above are ---------
+
+_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME, pattern=r"^[^\r\n\x00]*\S[^\r\n\x00]*$")]
+_Subject = Annotated[str, msgspec.Meta(max_length=MAX_SUBJECT, pattern=r"^[^\r\n\x00]*$")]
+_Content = Annotated[str, msgspec.Meta(max_length=MAX_CONTENT)]
+
+
+class CreateTemplateInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Exactly one of ``html`` or ``json`` (valid JSON text); ``subject`` is the default subject of its sends."""
+
+    name: _Name
+    html: _Content | None | UnsetType = UNSET
+    json: _Content | None | UnsetType = UNSET
+    subject: _Subject | None | UnsetType = UNSET
+    project_id: RowId | None | UnsetType = UNSET
+    folder_id: RowId | None | UnsetType = UNSET
+    purpose: Literal["transactional", "campaign"] | None | UnsetType = UNSET
+
+
+class UpdateTemplateInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Only what is given changes; new ``html``, ``json`` or ``subject`` makes a new active version."""
+
+    name: _Name | None | UnsetType = UNSET
+    html: _Content | None | UnsetType = UNSET
+    json: _Content | None | UnsetType = UNSET
+    subject: _Subject | None | UnsetType = UNSET
+    project_id: RowId | None | UnsetType = UNSET
+
+
+class MergeTagField(msgspec.Struct):
+    key: str
+
+
+class MergeTag(msgspec.Struct, kw_only=True):
+    """``children``: the fields used inside a loop over ``key``, present only when it is looped over."""
+
+    key: str
+    required: bool
+    children: list[MergeTagField] | UnsetType = UNSET
+
+
+class TemplateListItem(msgspec.Struct):
+    id: int
+    name: str
+    slug: str
+    project_id: int
+    folder_id: int
+    purpose: str
+    preparation_status: str
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class TemplateList(msgspec.Struct):
+    templates: list[TemplateListItem]
+    pagination: Pagination
+
+
+class SavedTemplate(msgspec.Struct, kw_only=True):
+    id: int
+    name: str
+    slug: str
+    project_id: int
+    folder_id: int
+    purpose: str
+    preparation_status: str
+    created_at: Timestamp
+    updated_at: Timestamp
+    active_version: int | None
+    merge_tags: list[MergeTag]
+
+
+class TemplateDetail(msgspec.Struct, kw_only=True):
+    id: int
+    name: str
+    slug: str
+    project_id: int
+    folder_id: int
+    purpose: str
+    preparation_status: str
+    created_at: Timestamp
+    updated_at: Timestamp
+    active_version: int | None
+    versions_count: int
+    html: str | None
+    json: str | None
+    subject: str | None
+    merge_tags: list[MergeTag]
+
+
+class HtmlMergeTag(msgspec.Struct):
+    key: str
+    name: str
+    required: bool
+
+
+class TemplateHtml(msgspec.Struct):
+    html: str
+    merge_tags: list[HtmlMergeTag]
+    subject: str | None
+
+
+class TemplateHtmlResponse(msgspec.Struct):
+    """``GET /templates/html`` keeps Lettr's own shape: ``success`` beside ``message`` and ``data``."""
+
+    success: bool
+    message: str
+    data: TemplateHtml
+
+
+class TemplateHtmlNotFoundBody(msgspec.Struct):
+    """``GET /templates/html``'s 404: ``{"success": false, "message"}``, no ``error_code``."""
+
+    success: bool
+    message: str
+
+
+class TemplateMergeTags(msgspec.Struct):
+    project_id: int
+    template_slug: str
+    version: int
+    merge_tags: list[MergeTag]
+
+
+class Folder(msgspec.Struct):
+    id: int
+    name: str
+    project_id: int
+    purpose: str
+    templates_count: int
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class FolderList(msgspec.Struct):
+    folders: list[Folder]
+    pagination: Pagination
