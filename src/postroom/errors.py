@@ -17,6 +17,7 @@
     ├── ResourceAlreadyExists          409     {"message": ..., "error_code": "resource_already_exists"}
     ├── WebhookConflict                409     {"message": ..., "error_code": "webhook_conflict"}
     ├── MethodNotAllowed               405     {"message": "Method not allowed.", "error_code": "method_not_allowed"}
+    ├── DatabaseUnavailable            503     {"message": ..., "error_code": "service_unavailable"} + Retry-After
     ├── ValidationFailed               422     {"message": "Validation failed.", "error_code": ..., "errors": {...}}
     └── NotFound                       404     {"message": ..., "error_code": "not_found"}
         ├── EmailNotFound, ScheduledEmailNotFound, DomainNotFound, WebhookNotFound, WebhookDeliveryNotFound
@@ -94,6 +95,17 @@ class RateLimitExceeded(PostroomError):
     def __init__(self, retry_after_seconds: int) -> None:
         super().__init__(headers={"Retry-After": str(max(1, retry_after_seconds))})
         self.retry_after_seconds = retry_after_seconds
+
+
+class DatabaseUnavailable(PostroomError):
+    """The database could not be reached or is out of connections: nothing was done, and a retry may succeed."""
+
+    status = 503
+    default_message = "The service is temporarily unavailable. Please try again shortly."
+    error_code = "service_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Retry-After": "1"})
 
 
 class ValidationFailed(PostroomError):

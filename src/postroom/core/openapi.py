@@ -83,9 +83,10 @@ _ERRORS: Final[dict[int, tuple[type[Struct], str]]] = {
     413: (ErrorBody, "The request body is too large."),
     422: (ValidationErrorBody, "Invalid input; `errors` names each field."),
     429: (ErrorBody, "Too many requests (rate limit or repeated authentication failures); see Retry-After."),
+    503: (ErrorBody, "The database is unreachable or out of connections; nothing was done. See Retry-After."),
 }
 
-AUTHENTICATED: Final = (400, 401, 403, 429)
+AUTHENTICATED: Final = (400, 401, 403, 429, 503)
 """What every route behind an API key can answer besides its own errors."""
 
 _envelopes: dict[Any, type[Struct]] = {}

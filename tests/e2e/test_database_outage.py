@@ -1,0 +1,72 @@
+"""When PostgreSQL cannot give the API a connection, requests get 503 with Retry-After (nothing was done, a retry
+may succeed), not a 500; once the database is back, the same server answers normally."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+import sqlalchemy.exc
+from sqlalchemy import text
+
+from tests.conftest import PG_ADMIN_URL, Backend, Server, bearer, http_from
+
+
+@pytest.fixture
+def pg_server(own_backend: Backend, tmp_path: Path) -> Iterator[Server]:
+    """A server on a database of its own: the outage must not reach the servers other tests share."""
+    if own_backend.name != "postgres":
+        pytest.skip("a PostgreSQL outage")
+    server = Server(own_backend, tmp_path / "server.log").start()
+    yield server
+    server.stop()
+
+
+def _admin(sql: str) -> None:
+    async def run() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def _reconnect(backend: Backend) -> None:
+    """The test process's own pool lost its connections too: the first use after the outage finds them dead and
+    invalidates the pool, the next one connects afresh."""
+    for use in (backend.read, backend.write):
+        for _ in range(3):
+            try:
+                use(lambda conn: conn.execute(text("SELECT 1")))
+                break
+            except sqlalchemy.exc.DBAPIError:
+                continue
+
+
+def test_an_unreachable_database_is_503_and_the_server_recovers(own_backend: Backend, pg_server: Server) -> None:
+    backend = own_backend
+    database = backend.env["POSTROOM_DATABASE_URL"].rsplit("/", 1)[1]
+    key = backend.create_key().key
+    with http_from() as http:
+        assert http.get(pg_server.api_url + "/projects", headers=bearer(key)).status_code == 200
+        _admin(f'ALTER DATABASE "{database}" CONNECTION LIMIT 0')
+        try:
+            # End every session on the database: the server's pooled connections die, and no new one is allowed.
+            _admin(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+            )
+            refused = http.get(pg_server.api_url + "/projects", headers=bearer(key))
+        finally:
+            _admin(f'ALTER DATABASE "{database}" CONNECTION LIMIT -1')
+            _reconnect(backend)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error_code"] == "service_unavailable"
+        assert refused.headers["Retry-After"] == "1"
+        assert http.get(pg_server.api_url + "/projects", headers=bearer(key)).status_code == 200
+    assert "unhandled error" not in pg_server.log_text()
