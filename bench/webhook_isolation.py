@@ -1,11 +1,13 @@
 """Does a webhook receiver that hangs slow down ``POST /api/emails``? Throughput with a hanging endpoint against
-the same server with no webhook at all, printed as a ratio (target ≈ 1.0×; security-notes WH-12).
+the same server whose webhook endpoint answers at once, printed as a ratio (target ≈ 1.0×; security-notes WH-12),
+and against no webhook at all (what subscribing costs: the fan-out rows and batches, hanging or not).
 
 Both runs use the load, the server setup and the discard-everything SMTP sink of ``send_throughput.py``
 (``postroom serve`` on the embedded SQLite database, a Full Access key, sender.test approved, the embedded worker
 delivering to the sink). In the second run the team also has a webhook subscribed to every event, pointing at a
 loopback TCP server that accepts connections, reads what is sent and never answers
-(``POSTROOM_WEBHOOK_ALLOW_PRIVATE=1`` lets it be registered), so every delivery attempt waits for the 30 s timeout.
+(``POSTROOM_WEBHOOK_ALLOW_PRIVATE=1`` lets it be registered), so every delivery attempt waits for the 30 s timeout;
+in the third the webhook points at a loopback HTTP server that answers 200 at once.
 Every send then also writes its fan-out rows (one per event) and the worker forms batches every second and tries
 to deliver them; the ratio shows what that costs the API.
 
@@ -78,6 +80,34 @@ def hanging_receiver() -> Iterator[tuple[int, list[int]]]:
         for conn in held:
             conn.close()
         listener.close()
+
+
+@contextlib.contextmanager
+def answering_receiver() -> Iterator[tuple[int, list[int]]]:
+    """(port, [requests answered]) of a loopback HTTP server that answers every POST with 200 at once."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answered = [0]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's hook name
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            answered[0] += 1
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="answering-receiver", daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], answered
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
@@ -156,7 +186,7 @@ def run(
             while accepted is not None and accepted[0] == 0 and time.monotonic() < deadline:
                 time.sleep(0.1)
             if accepted is not None and accepted[0] == 0:
-                raise RuntimeError("no webhook delivery reached the hanging receiver within 30 s")
+                raise RuntimeError("no webhook delivery reached the receiver within 30 s")
         result = run_load(ctx, f"{api}/emails", headers, body, args, server.pid)
         stack.close()
     db = data_dir / "postroom.db"
@@ -186,22 +216,30 @@ def main() -> None:
             f"databases in {tmp} ({filesystem_of(tmp)})"
         )
         plain: list[LoadResult] = []
+        fast: list[LoadResult] = []
         hung: list[LoadResult] = []
-        with hanging_receiver() as (port, accepted):
+        with hanging_receiver() as (port, accepted), answering_receiver() as (fast_port, answered):
             for round_number in range(1, args.rounds + 1):  # alternated, so drift on a shared machine evens out
                 plain.append(run(ctx, tmp, args, body, label=f"none-{round_number}"))
                 report(f"none #{round_number}", plain[-1])
+                label = f"answering-{round_number}"
+                fast.append(run(ctx, tmp, args, body, label=label, webhook_port=fast_port, accepted=answered))
+                report(f"fast #{round_number}", fast[-1])
                 hung.append(
                     run(ctx, tmp, args, body, label=f"hanging-{round_number}", webhook_port=port, accepted=accepted)
                 )
                 report(f"hang #{round_number}", hung[-1])
             print(f"  the hanging receiver accepted {accepted[0]} connections and answered none")
-    none_rps = sum(r.rps for r in plain) / len(plain)
-    hung_rps = sum(r.rps for r in hung) / len(hung)
-    ratio = hung_rps / none_rps if none_rps else float("nan")
+            print(f"  the answering receiver answered {answered[0]} batches")
+    none_rps, fast_rps, hung_rps = (sum(r.rps for r in runs) / len(runs) for runs in (plain, fast, hung))
+    ratio = hung_rps / fast_rps if fast_rps else float("nan")
     print(
-        f"POST /api/emails with a hanging webhook / without a webhook: {hung_rps:.1f} / {none_rps:.1f} req/s = "
+        f"POST /api/emails with a hanging webhook / with an answering one: {hung_rps:.1f} / {fast_rps:.1f} req/s = "
         f"{ratio:.2f}x (target: ~1.0x)"
+    )
+    print(
+        f"subscribing at all (answering webhook / none): {fast_rps:.1f} / {none_rps:.1f} req/s = "
+        f"{fast_rps / none_rps if none_rps else float('nan'):.2f}x"
     )
 
 
