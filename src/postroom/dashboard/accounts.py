@@ -84,6 +84,31 @@ class Actor:
     ip: str | None
     user_agent: str | None = None
 
+    def record(
+        self,
+        conn: Connection,
+        *,
+        team_id: int | None,
+        action: str,
+        target: str | None,
+        now: datetime,
+        old: audit.AuditValue = None,
+        new: audit.AuditValue = None,
+    ) -> int:
+        """Append what this actor did to the audit log, with their address and browser."""
+        return audit.record(
+            conn,
+            team_id=team_id,
+            actor=self.name,
+            action=action,
+            target=target,
+            old=old,
+            new=new,
+            ip=self.ip,
+            now=now,
+            user_agent=self.user_agent,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class User:
@@ -246,16 +271,13 @@ def create_setup_link(
         lifetime=SETUP_LINK_LIFETIME,
         now=now,
     )
-    audit.record(
+    actor.record(
         conn,
         team_id=team_id,
-        actor=actor.name,
         action="member.setup_link_created",
         target=f"user:{email}",
         new={"role": "owner", "expires_at": invitation.expires_at.isoformat()},
-        ip=actor.ip,
         now=now,
-        user_agent=actor.user_agent,
     )
     return invitation, token
 
@@ -280,16 +302,13 @@ def invite(
         lifetime=INVITATION_LIFETIME,
         now=now,
     )
-    audit.record(
+    actor.record(
         conn,
         team_id=team_id,
-        actor=actor.name,
         action="member.invited",
         target=f"user:{email}",
         new={"role": wanted.value},
-        ip=actor.ip,
         now=now,
-        user_agent=actor.user_agent,
     )
     return invitation, token
 
@@ -302,16 +321,13 @@ def revoke_invitation(conn: Connection, *, team_id: int, invitation_id: str, act
     row = queries.invitation_in_team(conn, team_id, invitation_id)
     if row is None or not queries.close_invitation(conn, invitation_id, {"revoked_at": now}):
         raise InvitationNotFound()
-    audit.record(
+    actor.record(
         conn,
         team_id=team_id,
-        actor=actor.name,
         action="member.invitation_revoked",
         target=f"user:{row.email}",
         old={"role": row.role},
-        ip=actor.ip,
         now=now,
-        user_agent=actor.user_agent,
     )
 
 
@@ -442,17 +458,14 @@ def change_role(
     if current == Role.OWNER and queries.count_owners(conn, team_id) <= 1:
         raise Forbidden("The team's last owner cannot be demoted; make someone else an owner first.")
     queries.set_role(conn, team_id, user_id, wanted.value)
-    audit.record(
+    actor.record(
         conn,
         team_id=team_id,
-        actor=actor.name,
         action="member.role_changed",
         target=f"user:{email}",
         old={"role": current.value},
         new={"role": wanted.value},
-        ip=actor.ip,
         now=now,
-        user_agent=actor.user_agent,
     )
 
 
@@ -467,16 +480,13 @@ def remove_member(
         raise Forbidden("The team's last owner cannot be removed.")
     queries.delete_membership(conn, team_id, user_id)
     queries.revoke_sessions(conn, user_id, now)
-    audit.record(
+    actor.record(
         conn,
         team_id=team_id,
-        actor=actor.name,
         action="member.removed",
         target=f"user:{email}",
         old={"role": current.value},
-        ip=actor.ip,
         now=now,
-        user_agent=actor.user_agent,
     )
 
 
@@ -489,17 +499,14 @@ def set_require_2fa(conn: Connection, *, team_id: int, require: bool, actor: Act
     if before == require:
         return
     queries.upsert_team_settings(conn, team_id, require, now)
-    audit.record(
+    actor.record(
         conn,
         team_id=team_id,
-        actor=actor.name,
         action="team.require_2fa_changed",
         target=f"team:{team_id}",
         old={"require_2fa": before},
         new={"require_2fa": require},
-        ip=actor.ip,
         now=now,
-        user_agent=actor.user_agent,
     )
 
 
@@ -611,30 +618,24 @@ def end_session(
 ) -> None:
     queries.revoke_sessions(conn, session.user_id, now, session_id=session.id)
     if reason == "signed_out" and session.stage == "full":
-        audit.record(
+        actor.record(
             conn,
             team_id=session.team_id,
-            actor=actor.name,
             action="session.signed_out",
             target=f"session:{session.id}",
-            ip=actor.ip,
             now=now,
-            user_agent=actor.user_agent,
         )
 
 
 def mark_reauthenticated(conn: Connection, *, session: SessionView, actor: Actor, method: str, now: datetime) -> None:
     queries.update_session(conn, session.id, {"authenticated_at": now, "last_seen_at": now})
-    audit.record(
+    actor.record(
         conn,
         team_id=session.team_id,
-        actor=actor.name,
         action="session.reauthenticated",
         target=f"session:{session.id}",
         new={"method": method},
-        ip=actor.ip,
         now=now,
-        user_agent=actor.user_agent,
     )
 
 
@@ -671,30 +672,24 @@ def revoke_session(conn: Connection, *, session: SessionView, session_id: str, a
     """End one of the user's own sessions (never anyone else's: the query is scoped to the user)."""
     if queries.revoke_sessions(conn, session.user_id, now, session_id=session_id) != 1:
         raise NotFound("Session not found.")
-    audit.record(
+    actor.record(
         conn,
         team_id=session.team_id,
-        actor=actor.name,
         action="session.revoked",
         target=f"session:{session_id}",
-        ip=actor.ip,
         now=now,
-        user_agent=actor.user_agent,
     )
 
 
 def revoke_other_sessions(conn: Connection, *, session: SessionView, actor: Actor, now: datetime, why: str) -> int:
     count = queries.revoke_sessions(conn, session.user_id, now, except_id=session.id)
-    audit.record(
+    actor.record(
         conn,
         team_id=session.team_id,
-        actor=actor.name,
         action="session.others_revoked",
         target=f"user:{session.email}",
         new={"sessions_ended": count, "reason": why},
-        ip=actor.ip,
         now=now,
-        user_agent=actor.user_agent,
     )
     return count
 
@@ -705,15 +700,12 @@ def revoke_other_sessions(conn: Connection, *, session: SessionView, actor: Acto
 def change_password(conn: Connection, *, session: SessionView, new_hash: str, actor: Actor, now: datetime) -> None:
     """Store the new hash and end every other session of the user (ASVS 7.4.3)."""
     queries.update_user(conn, session.user_id, {"password_hash": new_hash, "updated_at": now})
-    audit.record(
+    actor.record(
         conn,
         team_id=session.team_id,
-        actor=actor.name,
         action="user.password_changed",
         target=f"user:{session.email}",
-        ip=actor.ip,
         now=now,
-        user_agent=actor.user_agent,
     )
     revoke_other_sessions(conn, session=session, actor=actor, now=now, why="password changed")
 
@@ -739,17 +731,14 @@ def confirm_totp(
         return False
     queries.update_user(conn, session.user_id, {"totp_enabled_at": now, "updated_at": now})
     queries.replace_recovery_codes(conn, session.user_id, recovery_hashes, now)
-    audit.record(
+    actor.record(
         conn,
         team_id=session.team_id,
-        actor=actor.name,
         action="user.2fa_enabled",
         target=f"user:{session.email}",
         old={"2fa": False},
         new={"2fa": True, "recovery_codes": len(recovery_hashes)},
-        ip=actor.ip,
         now=now,
-        user_agent=actor.user_agent,
     )
     return True
 
@@ -767,16 +756,13 @@ def use_recovery_code(conn: Connection, *, session: SessionView, code_id: int, a
     if not queries.use_recovery_code(conn, session.user_id, code_id, now):
         return False
     remaining = len(queries.unused_recovery_codes(conn, session.user_id))
-    audit.record(
+    actor.record(
         conn,
         team_id=session.team_id,
-        actor=actor.name,
         action="user.recovery_code_used",
         target=f"user:{session.email}",
         new={"remaining": remaining},
-        ip=actor.ip,
         now=now,
-        user_agent=actor.user_agent,
     )
     return True
 
@@ -785,16 +771,13 @@ def replace_recovery_codes(
     conn: Connection, *, session: SessionView, hashes: Sequence[str], actor: Actor, now: datetime
 ) -> None:
     queries.replace_recovery_codes(conn, session.user_id, hashes, now)
-    audit.record(
+    actor.record(
         conn,
         team_id=session.team_id,
-        actor=actor.name,
         action="user.recovery_codes_regenerated",
         target=f"user:{session.email}",
         new={"recovery_codes": len(hashes)},
-        ip=actor.ip,
         now=now,
-        user_agent=actor.user_agent,
     )
 
 
@@ -805,16 +788,13 @@ def disable_totp(conn: Connection, *, session: SessionView, actor: Actor, now: d
         conn, session.user_id, {"totp_secret": None, "totp_enabled_at": None, "totp_last_step": None, "updated_at": now}
     )
     queries.replace_recovery_codes(conn, session.user_id, [], now)
-    audit.record(
+    actor.record(
         conn,
         team_id=session.team_id,
-        actor=actor.name,
         action="user.2fa_disabled",
         target=f"user:{session.email}",
         old={"2fa": True},
         new={"2fa": False},
-        ip=actor.ip,
         now=now,
-        user_agent=actor.user_agent,
     )
     revoke_other_sessions(conn, session=session, actor=actor, now=now, why="two-factor authentication turned off")

@@ -14,7 +14,6 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
-from postroom.audit import service as audit
 from postroom.core.clock import utcnow
 from postroom.core.pagination import PageRequest
 from postroom.dashboard.routes.common import db_of
@@ -70,17 +69,14 @@ async def save_template(request: Request[Any, Any, Any], slug: FromPath[str]) ->
             subject_given=True,
             now=now,
         )
-        audit.record(
+        who.record(
             conn,
             team_id=session.team_id,
-            actor=who.name,
             action="template.updated",
             target=f"template:{slug}",
             old={"version": before.active_version},
             new={"version": after.active_version},
-            ip=who.ip,
             now=now,
-            user_agent=who.user_agent,
         )
 
     try:
@@ -128,16 +124,13 @@ async def replay_delivery(
         webhooks_service.replay_delivery(
             conn, team_id=session.team_id, webhook_id=webhook_id, delivery_id=delivery_id, now=now
         )
-        audit.record(
+        who.record(
             conn,
             team_id=session.team_id,
-            actor=who.name,
             action="webhook.delivery_replayed",
             target=f"webhook:{webhook_id}",
             new={"delivery": delivery_id},
-            ip=who.ip,
             now=now,
-            user_agent=who.user_agent,
         )
 
     await db_of(request).write(replay)

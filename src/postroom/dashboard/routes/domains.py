@@ -13,7 +13,6 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
-from postroom.audit import service as audit
 from postroom.core.clock import utcnow
 from postroom.dashboard.routes.common import db_of, settings_of
 from postroom.dashboard.web import PageRefused, actor, form_data, redirect, render, signed_in
@@ -85,16 +84,13 @@ async def add_domain(request: Request[Any, Any, Any]) -> Response[Any]:
 
     def add(conn: Any) -> None:
         domain = domains_service.add_domain(conn, team_id=session.team_id, name=name, approve=False, now=now, **extra)
-        audit.record(
+        who.record(
             conn,
             team_id=session.team_id,
-            actor=who.name,
             action="domain.added",
             target=f"domain:{domain.domain}",
             new={"status": domain.status},
-            ip=who.ip,
             now=now,
-            user_agent=who.user_agent,
         )
 
     try:
@@ -118,17 +114,14 @@ async def verify_domain(request: Request[Any, Any, Any], name: FromPath[str]) ->
     who = actor(request)
     now = utcnow()
     await db_of(request).write(
-        lambda conn: audit.record(
+        lambda conn: who.record(
             conn,
             team_id=session.team_id,
-            actor=who.name,
             action="domain.verified",
             target=f"domain:{domain_name}",
             old={"status": before.status},
             new={"status": checked.status},
-            ip=who.ip,
             now=now,
-            user_agent=who.user_agent,
         )
     )
     return redirect(request, "/domains", notice="domain-checked")

@@ -16,7 +16,6 @@ from litestar.params import FromPath
 
 from postroom.apikeys import service as keys_service
 from postroom.apikeys.service import UNCHANGED, ApiKeyRecord, CreatedKey
-from postroom.audit import service as audit
 from postroom.auth.scopes import Permission
 from postroom.core.clock import utcnow
 from postroom.dashboard.routes.common import db_of, require_fresh
@@ -100,16 +99,13 @@ async def create_key(request: Request[Any, Any, Any]) -> Response[Any]:
             created_by=session.email,
             now=now,
         )
-        audit.record(
+        who.record(
             conn,
             team_id=session.team_id,
-            actor=who.name,
             action="api_key.created",
             target=f"api_key:{created.record.id}",
             new=_key_audit(created.record),
-            ip=who.ip,
             now=now,
-            user_agent=who.user_agent,
         )
         return created
 
@@ -159,17 +155,14 @@ async def update_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> 
         old, new = _key_audit(before), _key_audit(after)
         changed = [field for field in old if old[field] != new[field]]
         if changed:
-            audit.record(
+            who.record(
                 conn,
                 team_id=session.team_id,
-                actor=who.name,
                 action="api_key.updated",
                 target=f"api_key:{key_id}",
                 old={f: old[f] for f in changed},
                 new={f: new[f] for f in changed},
-                ip=who.ip,
                 now=now,
-                user_agent=who.user_agent,
             )
 
     try:
@@ -203,10 +196,9 @@ async def rotate_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> 
         created, old = keys_service.rotate_key(
             conn, key_id=key_id, team_id=session.team_id, grace=grace, created_by=session.email, now=now
         )
-        audit.record(
+        who.record(
             conn,
             team_id=session.team_id,
-            actor=who.name,
             action="api_key.rotated",
             target=f"api_key:{key_id}",
             old={"prefix": old.display_prefix},
@@ -215,9 +207,7 @@ async def rotate_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> 
                 "prefix": created.record.display_prefix,
                 "old_key_expires_at": old.expires_at.isoformat() if old.expires_at else None,
             },
-            ip=who.ip,
             now=now,
-            user_agent=who.user_agent,
         )
         return created, old
 
@@ -236,17 +226,14 @@ async def revoke_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> 
         if before.revoked_at is not None:
             return
         after = keys_service.revoke_key(conn, key_id=key_id, team_id=session.team_id, now=now)
-        audit.record(
+        who.record(
             conn,
             team_id=session.team_id,
-            actor=who.name,
             action="api_key.revoked",
             target=f"api_key:{key_id}",
             old={"status": before.status(now)},
             new={"status": after.status(now), "prefix": after.display_prefix},
-            ip=who.ip,
             now=now,
-            user_agent=who.user_agent,
         )
 
     await db_of(request).write(revoke)
