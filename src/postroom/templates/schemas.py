@@ -298,6 +298,8 @@ class MergeTag(msgspec.Struct, kw_only=True):
 
 
 class TemplateListItem(msgspec.Struct):
+    """The fields every template body has; the saved and detailed shapes add theirs after them."""
+
     id: int
     name: str
     slug: str
@@ -314,30 +316,12 @@ class TemplateList(msgspec.Struct):
     pagination: Pagination
 
 
-class SavedTemplate(msgspec.Struct, kw_only=True):
-    id: int
-    name: str
-    slug: str
-    project_id: int
-    folder_id: int
-    purpose: str
-    preparation_status: str
-    created_at: Timestamp
-    updated_at: Timestamp
+class SavedTemplate(TemplateListItem, kw_only=True):
     active_version: int | None
     merge_tags: list[MergeTag]
 
 
-class TemplateDetail(msgspec.Struct, kw_only=True):
-    id: int
-    name: str
-    slug: str
-    project_id: int
-    folder_id: int
-    purpose: str
-    preparation_status: str
-    created_at: Timestamp
-    updated_at: Timestamp
+class TemplateDetail(TemplateListItem, kw_only=True):
     active_version: int | None
     versions_count: int
     html: str | None
