@@ -261,67 +261,25 @@ def expected_records(domain: SendingDomain, settings: Settings) -> list[dict[str
     """What the customer must publish, each with the status the last check found (None before the first)."""
     checked = domain.last_verification
 
-    def status(check: records.RecordCheck | None) -> CheckStatus | None:
-        return None if check is None else check.status
+    def row(purpose: str, kind: str, name: str, value: str | None, check: records.RecordCheck | None) -> dict[str, Any]:
+        status: CheckStatus | None = None if check is None else check.status
+        return {"purpose": purpose, "type": kind, "name": name, "value": value, "status": status}
 
-    rows: list[dict[str, Any]] = [
-        {
-            "purpose": "dkim",
-            "type": "TXT",
-            "name": domain.dkim_record_name,
-            "value": domain.dkim_public_key,
-            "status": status(checked.dkim if checked else None),
-        }
-    ]
-    if domain.dkim_next_selector is not None and domain.next_dkim_record_name is not None:
-        rows.append(
-            {
-                "purpose": "dkim_next",
-                "type": "TXT",
-                "name": domain.next_dkim_record_name,
-                "value": domain.dkim_next_public_key,
-                "status": status(checked.next_dkim if checked else None),
-            }
-        )
+    rows = [row("dkim", "TXT", domain.dkim_record_name, domain.dkim_public_key, checked.dkim if checked else None)]
+    if domain.next_dkim_record_name is not None:
+        next_check = checked.next_dkim if checked else None
+        rows.append(row("dkim_next", "TXT", domain.next_dkim_record_name, domain.dkim_next_public_key, next_check))
     if domain.dkim_previous_selector is not None and domain.dkim_previous_retire_at is not None:
-        rows.append(
-            {
-                "purpose": "dkim_previous",
-                "type": "TXT",
-                "name": f"{domain.dkim_previous_selector}._domainkey.{domain.domain}",
-                "value": domain.dkim_previous_public_key,
-                "status": None,
-                "remove_after": iso_resource(domain.dkim_previous_retire_at),
-            }
-        )
+        previous_name = f"{domain.dkim_previous_selector}._domainkey.{domain.domain}"
+        previous = row("dkim_previous", "TXT", previous_name, domain.dkim_previous_public_key, None)
+        rows.append({**previous, "remove_after": iso_resource(domain.dkim_previous_retire_at)})
     if not domain.is_primary_domain:
-        rows.append(
-            {
-                "purpose": "return_path",
-                "type": "CNAME",
-                "name": domain.domain,
-                "value": settings.bounce_host,
-                "status": status(checked.return_path if checked else None),
-            }
-        )
-    rows.append(
-        {
-            "purpose": "spf",
-            "type": "TXT",
-            "name": domain.domain,
-            "value": SpfPolicy.from_settings(settings).record,
-            "status": status(checked.spf if checked else None),
-        }
-    )
-    rows.append(
-        {
-            "purpose": "dmarc",
-            "type": "TXT",
-            "name": f"_dmarc.{domain.domain}",
-            "value": records.dmarc_record(domain.domain),
-            "status": status(checked.dmarc.check if checked else None),
-        }
-    )
+        cname_check = checked.return_path if checked else None
+        rows.append(row("return_path", "CNAME", domain.domain, settings.bounce_host, cname_check))
+    spf_value = SpfPolicy.from_settings(settings).record
+    rows.append(row("spf", "TXT", domain.domain, spf_value, checked.spf if checked else None))
+    dmarc_name, dmarc_value = f"_dmarc.{domain.domain}", records.dmarc_record(domain.domain)
+    rows.append(row("dmarc", "TXT", dmarc_name, dmarc_value, checked.dmarc.check if checked else None))
     return rows
 
 

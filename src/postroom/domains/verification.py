@@ -58,25 +58,27 @@ class Verification:
         )
 
 
-async def _txt(resolver: dns.asyncresolver.Resolver, name: str) -> list[str]:
-    """The TXT records at ``name``, each one's character-strings joined (RFC 7208 §3.3); [] when none exist."""
+async def _answer(
+    resolver: dns.asyncresolver.Resolver, name: str, rdtype: dns.rdatatype.RdataType
+) -> dns.resolver.Answer | None:
+    """The records of ``rdtype`` at ``name``; None when none exist; ``_LookupFailed`` when DNS did not answer."""
     try:
-        answer = await resolver.resolve(dns.name.from_text(name), dns.rdatatype.TXT, search=False)
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        return []
-    except dns.exception.DNSException as exc:
-        raise _LookupFailed(f"DNS lookup of {name} failed: {type(exc).__name__}") from exc
-    return [b"".join(rdata.strings).decode("utf-8", "replace") for rdata in answer]
-
-
-async def _cname(resolver: dns.asyncresolver.Resolver, name: str) -> str | None:
-    try:
-        answer = await resolver.resolve(dns.name.from_text(name), dns.rdatatype.CNAME, search=False)
+        return await resolver.resolve(dns.name.from_text(name), rdtype, search=False)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return None
     except dns.exception.DNSException as exc:
         raise _LookupFailed(f"DNS lookup of {name} failed: {type(exc).__name__}") from exc
-    return str(answer[0].target)
+
+
+async def _txt(resolver: dns.asyncresolver.Resolver, name: str) -> list[str]:
+    """The TXT records at ``name``, each one's character-strings joined (RFC 7208 §3.3); [] when none exist."""
+    answer = await _answer(resolver, name, dns.rdatatype.TXT)
+    return [] if answer is None else [b"".join(rdata.strings).decode("utf-8", "replace") for rdata in answer]
+
+
+async def _cname(resolver: dns.asyncresolver.Resolver, name: str) -> str | None:
+    answer = await _answer(resolver, name, dns.rdatatype.CNAME)
+    return None if answer is None else str(answer[0].target)
 
 
 async def _checked(lookup: Any, judge: Any) -> Any:
