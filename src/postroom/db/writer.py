@@ -87,18 +87,23 @@ class GroupCommitWriter:
             with self._engine.connect() as conn:
                 conn.execution_options(postroom_write=True)
                 with conn.begin():
+                    # Savepoints go straight to the driver: through SQLAlchemy each costs ~75 µs, more than the
+                    # inserts of a typical send together (db/direct.py).
+                    raw = conn.connection.driver_connection
+                    assert raw is not None
                     for job in batch:
                         if len(batch) == 1:
                             outcomes.append((job, job.fn(conn), None))
                             continue
-                        savepoint = conn.begin_nested()
+                        raw.execute("SAVEPOINT job")
                         try:
                             result = job.fn(conn)
                         except Exception as exc:
-                            savepoint.rollback()
+                            raw.execute("ROLLBACK TO job")
+                            raw.execute("RELEASE job")
                             outcomes.append((job, None, exc))
                         else:
-                            savepoint.commit()
+                            raw.execute("RELEASE job")
                             outcomes.append((job, result, None))
         except Exception as exc:
             for job in batch:

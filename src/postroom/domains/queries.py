@@ -7,15 +7,16 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, select, update
 
+from postroom.db.direct import Prepared
 from postroom.models import domain_events, domains, work_items
 
-_DOMAIN_IN_TEAM = select(domains).where(
-    domains.c.team_id == bindparam("team_id"), domains.c.domain == bindparam("name")
-)
+_DOMAIN_IN_TEAM = Prepared(
+    select(domains).where(domains.c.team_id == bindparam("team_id"), domains.c.domain == bindparam("name"))
+)  # every send asks
 
 
 def domain_in_team(conn: Connection, team_id: int, name: str) -> Row[Any] | None:
-    return conn.execute(_DOMAIN_IN_TEAM, {"team_id": team_id, "name": name}).first()
+    return _DOMAIN_IN_TEAM.execute(conn, {"team_id": team_id, "name": name}).first()  # type: ignore[no-any-return]
 
 
 def domain_anywhere(conn: Connection, name: str) -> Row[Any] | None:

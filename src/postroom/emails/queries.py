@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, func, select, update
 
+from postroom.db.direct import Prepared
 from postroom.models import (
     email_events,
     idempotency_keys,
@@ -19,21 +20,21 @@ from postroom.models import (
     suppressions,
 )
 
-# Statements on the accept path are built once; rows go in as parameters (building ``.values(**row)`` per call
-# costs several times the insert itself).
-_INSERT_MESSAGE = messages.insert()
-_INSERT_RECIPIENT = recipients.insert().returning(recipients.c.id)
-_INSERT_EVENT = email_events.insert()
+# Statements on the accept and delivery paths are built once and run directly on SQLite (``db/direct.py``); rows
+# go in as parameters (building ``.values(**row)`` per call costs several times the insert itself).
+_INSERT_MESSAGE = Prepared(messages.insert())
+_INSERT_RECIPIENT = Prepared(recipients.insert().returning(recipients.c.id))
+_INSERT_EVENT = Prepared(email_events.insert())
 
 # -- messages and recipients ----------------------------------------------------------------------------------
 
 
 def insert_message(conn: Connection, values: dict[str, Any]) -> None:
-    conn.execute(_INSERT_MESSAGE, values)
+    _INSERT_MESSAGE.execute(conn, values)
 
 
 def insert_recipient(conn: Connection, values: dict[str, Any]) -> int:
-    return int(conn.execute(_INSERT_RECIPIENT, values).scalar_one())
+    return int(_INSERT_RECIPIENT.execute(conn, values).scalar_one())
 
 
 _MESSAGE_BY_ID = select(messages).where(messages.c.id == bindparam("message_id"))
@@ -83,7 +84,7 @@ def move_recipient(conn: Connection, recipient_id: int, status: str, *, now: dat
 
 
 def insert_event(conn: Connection, values: dict[str, Any]) -> None:
-    conn.execute(_INSERT_EVENT, values)
+    _INSERT_EVENT.execute(conn, values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,12 +209,19 @@ def delete_expired_idempotency_records(conn: Connection, now: datetime) -> None:
 _SUPPRESSED_AMONG = select(suppressions.c.email).where(
     suppressions.c.team_id == bindparam("team_id"), suppressions.c.email.in_(bindparam("emails", expanding=True))
 )
+_SUPPRESSED_ONE = Prepared(  # most sends have one recipient
+    select(suppressions.c.email).where(
+        suppressions.c.team_id == bindparam("team_id"), suppressions.c.email == bindparam("email")
+    )
+)
 
 
 def suppressed_among(conn: Connection, team_id: int, addresses: Sequence[str]) -> set[str]:
     """Which of ``addresses`` (compared lower-case) the team's suppression list holds."""
     if not addresses:
         return set()
+    if len(addresses) == 1:
+        return set(_SUPPRESSED_ONE.execute(conn, {"team_id": team_id, "email": addresses[0].lower()}).scalars())
     rows = conn.execute(_SUPPRESSED_AMONG, {"team_id": team_id, "emails": [a.lower() for a in addresses]})
     return set(rows.scalars())
 

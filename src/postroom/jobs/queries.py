@@ -8,9 +8,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, or_, select, update
 
+from postroom.db.direct import Prepared
 from postroom.models import work_items
 
-_INSERT_ITEM = work_items.insert().returning(work_items.c.id)
+_INSERT_ITEM = Prepared(work_items.insert().returning(work_items.c.id))
 
 
 def insert_item(conn: Connection, *, kind: str, ref: str, run_at: datetime, now: datetime) -> int:
@@ -23,7 +24,7 @@ def insert_item(conn: Connection, *, kind: str, ref: str, run_at: datetime, now:
         "created_at": now,
         "updated_at": now,
     }
-    return int(conn.execute(_INSERT_ITEM, row).scalar_one())
+    return int(_INSERT_ITEM.execute(conn, row).scalar_one())
 
 
 _CLAIMED = (work_items.c.id, work_items.c.kind, work_items.c.ref, work_items.c.attempts, work_items.c.created_at)

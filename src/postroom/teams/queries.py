@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, func, select
 
+from postroom.db.direct import Prepared
 from postroom.models import projects, teams
 
 
@@ -45,16 +46,17 @@ def projects_page(conn: Connection, team_id: int, *, offset: int, limit: int) ->
     ).fetchall()
 
 
-_DEFAULT_PROJECT = (
+_DEFAULT_PROJECT = Prepared(
     select(projects.c.id)
     .where(projects.c.team_id == bindparam("team_id"), projects.c.is_default.is_(True))
     .order_by(projects.c.id)
     .limit(1)
-)  # every send asks: built once
+)  # every send asks
 
 
 def default_project_id(conn: Connection, team_id: int) -> int | None:
-    return conn.execute(_DEFAULT_PROJECT, {"team_id": team_id}).scalar()
+    found = _DEFAULT_PROJECT.execute(conn, {"team_id": team_id}).scalar()
+    return None if found is None else int(found)
 
 
 def project_in_team(conn: Connection, team_id: int, project_id: int) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, bindparam, delete, func, or_, select, true, update
 
+from postroom.db.direct import Prepared
 from postroom.models import webhook_alerts, webhook_attempts, webhook_batches, webhook_events, webhooks
 
 # -- endpoints ------------------------------------------------------------------------------------------------
@@ -56,8 +57,10 @@ def update_webhook_by_id(conn: Connection, webhook_id: str, values: dict[str, An
 
 # -- fan-out (on the accept and delivery paths: statements built once) ----------------------------------------
 
-_SUBSCRIBERS = select(webhooks.c.id, webhooks.c.event_types, webhooks.c.flush_at).where(
-    webhooks.c.team_id == bindparam("team_id"), webhooks.c.enabled == true()
+_SUBSCRIBERS = Prepared(
+    select(webhooks.c.id, webhooks.c.event_types, webhooks.c.flush_at).where(
+        webhooks.c.team_id == bindparam("team_id"), webhooks.c.enabled == true()
+    )
 )
 _INSERT_PENDING = webhook_events.insert()
 _SCHEDULE_FLUSH = (
@@ -72,7 +75,7 @@ _SCHEDULE_FLUSH = (
 
 def enabled_webhooks(conn: Connection, team_id: int) -> Sequence[Any]:
     """The team's enabled endpoints: id, event filter and when their next batch forms."""
-    return conn.execute(_SUBSCRIBERS, {"team_id": team_id}).fetchall()
+    return _SUBSCRIBERS.execute(conn, {"team_id": team_id}).fetchall()  # type: ignore[no-any-return]
 
 
 def insert_pending_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
