@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, or_, select, update
 
 from postroom.db.direct import Prepared
 from postroom.models import (
@@ -37,21 +37,28 @@ def insert_recipient(conn: Connection, values: dict[str, Any]) -> int:
     return int(_INSERT_RECIPIENT.execute(conn, values).scalar_one())
 
 
-_MESSAGE_BY_ID = select(messages).where(messages.c.id == bindparam("message_id"))
-_PENDING_RECIPIENTS = (
+_MESSAGE_BY_ID = Prepared(select(messages).where(messages.c.id == bindparam("message_id")))
+_NOT_FINAL = or_(recipients.c.status == "queued", recipients.c.status == "deferred")
+_PENDING_RECIPIENTS = Prepared(
     select(recipients)
-    .where(
-        recipients.c.message_id == bindparam("message_id"),
-        recipients.c.domain == bindparam("domain"),
-        recipients.c.status.in_(("queued", "deferred")),
-    )
+    .where(recipients.c.message_id == bindparam("message_id"), recipients.c.domain == bindparam("domain"), _NOT_FINAL)
     .order_by(recipients.c.id)
+)
+_MOVE_RECIPIENT = Prepared(
+    update(recipients)
+    .where(recipients.c.id == bindparam("recipient_id"), _NOT_FINAL)
+    .values(
+        status=bindparam("new_status"),
+        attempts=recipients.c.attempts + 1,
+        last_error=bindparam("error"),
+        updated_at=bindparam("now"),
+    )
 )
 
 
 def message_by_id(conn: Connection, message_id: str) -> Row[Any] | None:
     """For job handlers, which carry ids the system itself wrote."""
-    return conn.execute(_MESSAGE_BY_ID, {"message_id": message_id}).first()
+    return _MESSAGE_BY_ID.execute(conn, {"message_id": message_id}).first()  # type: ignore[no-any-return]
 
 
 def message_by_request_id(conn: Connection, team_id: int, request_id: str) -> Row[Any] | None:
@@ -61,7 +68,7 @@ def message_by_request_id(conn: Connection, team_id: int, request_id: str) -> Ro
 
 
 def pending_recipients(conn: Connection, message_id: str, domain: str) -> Sequence[Row[Any]]:
-    return conn.execute(_PENDING_RECIPIENTS, {"message_id": message_id, "domain": domain}).fetchall()
+    return _PENDING_RECIPIENTS.execute(conn, {"message_id": message_id, "domain": domain}).fetchall()  # type: ignore[no-any-return]
 
 
 def recipients_of(conn: Connection, message_id: str) -> Sequence[Row[Any]]:
@@ -72,12 +79,8 @@ def recipients_of(conn: Connection, message_id: str) -> Sequence[Row[Any]]:
 
 def move_recipient(conn: Connection, recipient_id: int, status: str, *, now: datetime, error: str | None) -> bool:
     """Change a recipient's status, but only forward: delivered and bounced are final."""
-    result = conn.execute(
-        update(recipients)
-        .where(recipients.c.id == recipient_id, recipients.c.status.in_(("queued", "deferred")))
-        .values(status=status, attempts=recipients.c.attempts + 1, last_error=error, updated_at=now)
-    )
-    return result.rowcount == 1
+    params = {"recipient_id": recipient_id, "new_status": status, "error": error, "now": now}
+    return bool(_MOVE_RECIPIENT.execute(conn, params).rowcount == 1)
 
 
 # -- events ---------------------------------------------------------------------------------------------------

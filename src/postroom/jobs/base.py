@@ -90,11 +90,7 @@ def record_outcome(conn: Connection, *, item: WorkItem, token: str, result: Work
         # Recorded even when the lease was lost: outcomes only move a recipient forward, and forgetting a
         # delivery that happened would send it again.
         result.record(conn)
-    if result.retry_at is None:
-        values: dict[str, object] = {"status": "done", "updated_at": now, "last_error": result.error}
-    else:
-        values = {"status": "queued", "run_at": result.retry_at, "updated_at": now, "last_error": result.error}
-    kept = queries.finish(conn, item_id=item.id, token=token, values=values)
+    kept = queries.finish(conn, item_id=item.id, token=token, now=now, error=result.error, retry_at=result.retry_at)
     if kept and result.retry_at is not None and conn.dialect.name == "postgresql":
         from postroom.jobs.pgqueuer import enqueue_job
 

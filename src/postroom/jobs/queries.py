@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, or_, select, update
 
 from postroom.db.direct import Prepared
 from postroom.models import work_items
@@ -98,14 +98,29 @@ def stranded(conn: Connection, *, now: datetime, limit: int) -> Sequence[Any]:
     ).fetchall()
 
 
-def finish(conn: Connection, *, item_id: int, token: str, values: dict[str, Any]) -> bool:
-    """Record an item's outcome if this worker still holds its lease; False when the lease was lost."""
-    result = conn.execute(
+def _finish(**values: Any) -> Prepared:
+    return Prepared(
         update(work_items)
-        .where(work_items.c.id == item_id, work_items.c.lease_token == token)
-        .values(lease_until=None, lease_token=None, **values)
+        .where(work_items.c.id == bindparam("item_id"), work_items.c.lease_token == bindparam("token"))
+        .values(
+            lease_until=None, lease_token=None, updated_at=bindparam("now"), last_error=bindparam("error"), **values
+        )
     )
-    return result.rowcount == 1
+
+
+_FINISH_DONE = _finish(status="done")
+_FINISH_RETRY = _finish(status="queued", run_at=bindparam("retry_at"))
+
+
+def finish(
+    conn: Connection, *, item_id: int, token: str, now: datetime, error: str | None, retry_at: datetime | None
+) -> bool:
+    """Record an item's outcome (done, or queued again for ``retry_at``) if this worker still holds its lease;
+    False when the lease was lost."""
+    params = {"item_id": item_id, "token": token, "now": now, "error": error}
+    if retry_at is None:
+        return bool(_FINISH_DONE.execute(conn, params).rowcount == 1)
+    return bool(_FINISH_RETRY.execute(conn, {**params, "retry_at": retry_at}).rowcount == 1)
 
 
 def release(conn: Connection, *, token: str, now: datetime) -> Sequence[Any]:
