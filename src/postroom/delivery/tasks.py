@@ -7,8 +7,10 @@ was never recorded, with the same Message-ID.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,6 +38,8 @@ from postroom.templates import rendering
 
 log = logging.getLogger("postroom.delivery")
 
+SIGNING_THREADS = 2
+
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
@@ -51,10 +55,20 @@ class DeliveryTasks:
         self._resolver: dns.asyncresolver.Resolver = make_resolver(settings.dns_server)
         self._pool = ConnectionPool(settings)
         self._wake = wake or (lambda: None)
+        self._signer = ThreadPoolExecutor(max_workers=SIGNING_THREADS, thread_name_prefix="postroom-dkim")
 
     async def close(self) -> None:
         """Say goodbye to the mail servers whose sessions are still open."""
         await self._pool.close()
+        self._signer.shutdown(wait=True)
+
+    async def _signed(self, raw: bytes, key: dkim.DkimKey | None) -> bytes:
+        """The message with its DKIM signature on top. The RSA operation (most of the cost) releases the GIL, so
+        signing runs on a thread of its own while the event loop renders and sends the next message."""
+        if key is None:
+            return raw
+        signature = await asyncio.get_running_loop().run_in_executor(self._signer, dkim.sign, raw, key)
+        return signature + raw
 
     def handlers(self) -> dict[WorkKind, Handler]:
         return {WorkKind.DELIVER: self.deliver, WorkKind.RELEASE_SCHEDULED: self.release_scheduled}
@@ -80,9 +94,8 @@ class DeliveryTasks:
             result, not_generated = await self._deliver_personalised(pending, request, domain)
         else:
             raw = render(request, message_id_header=message.message_id_header, created_at=message.created_at)
-            signed = dkim.sign(raw, pending.dkim_key) + raw if pending.dkim_key else raw
             result = await deliver(
-                message=signed,
+                message=await self._signed(raw, pending.dkim_key),
                 envelope_from={r.email: envelope_sender(self._settings, r.id) for r in pending.recipients},
                 recipients=[r.email for r in pending.recipients],
                 domain=domain,
@@ -131,9 +144,8 @@ class DeliveryTasks:
                 not_generated[recipient.email] = failed.reason
                 continue
             raw = render(personal, message_id_header=message.message_id_header, created_at=message.created_at)
-            signed = dkim.sign(raw, pending.dkim_key) + raw if pending.dkim_key else raw
             result = await deliver(
-                message=signed,
+                message=await self._signed(raw, pending.dkim_key),
                 envelope_from=envelope_sender(self._settings, recipient.id),
                 recipients=[recipient.email],
                 domain=domain,

@@ -40,6 +40,37 @@ def _lease(*, now: datetime, lease_until: datetime, token: str) -> dict[str, Any
     }
 
 
+def _claim_statements(*, skip_locked: bool) -> tuple[Prepared, ...]:
+    """Lease up to ``room`` items of one kind of due: leased ones whose lease ran out (a crashed worker's), then
+    queued ones whose time has come; each walks the ``(status, run_at)`` index, oldest first."""
+    statements = []
+    for due in (
+        and_(work_items.c.status == "leased", work_items.c.lease_until < bindparam("now")),
+        and_(work_items.c.status == "queued", work_items.c.run_at <= bindparam("now")),
+    ):
+        candidates = select(work_items.c.id).where(due).order_by(work_items.c.run_at).limit(bindparam("room"))
+        if skip_locked:
+            candidates = candidates.with_for_update(skip_locked=True)
+        statements.append(
+            Prepared(
+                update(work_items)
+                .where(work_items.c.id.in_(candidates.scalar_subquery()))
+                .values(
+                    status="leased",
+                    lease_until=bindparam("lease_until_at"),
+                    lease_token=bindparam("token"),
+                    attempts=work_items.c.attempts + 1,
+                    updated_at=bindparam("now"),
+                )
+                .returning(*_CLAIMED)
+            )
+        )
+    return tuple(statements)
+
+
+_CLAIM = {"sqlite": _claim_statements(skip_locked=False), "postgresql": _claim_statements(skip_locked=True)}
+
+
 def claim(conn: Connection, *, now: datetime, limit: int, lease_until: datetime, token: str) -> list[Row[Any]]:
     """Lease up to ``limit`` due items: leased ones whose lease ran out (a crashed worker's), then queued ones whose
     time has come, oldest first.
@@ -49,24 +80,12 @@ def claim(conn: Connection, *, now: datetime, limit: int, lease_until: datetime,
     same rows; on SQLite the write lock of ``BEGIN IMMEDIATE`` does the same job.
     """
     claimed: list[Row[Any]] = []
-    for due in (
-        and_(work_items.c.status == "leased", work_items.c.lease_until < now),
-        and_(work_items.c.status == "queued", work_items.c.run_at <= now),
-    ):
+    for statement in _CLAIM[conn.dialect.name]:
         room = limit - len(claimed)
         if room <= 0:
             break
-        candidates = select(work_items.c.id).where(due).order_by(work_items.c.run_at).limit(room)
-        if conn.dialect.name == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True)
-        claimed.extend(
-            conn.execute(
-                update(work_items)
-                .where(work_items.c.id.in_(candidates.scalar_subquery()))
-                .values(**_lease(now=now, lease_until=lease_until, token=token))
-                .returning(*_CLAIMED)
-            ).fetchall()
-        )
+        params = {"now": now, "room": room, "lease_until_at": lease_until, "token": token}
+        claimed.extend(statement.execute(conn, params).fetchall())
     return claimed
 
 
