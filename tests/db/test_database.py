@@ -108,3 +108,15 @@ def test_a_route_without_a_scope_stops_the_app_from_starting(backend: Backend, m
     monkeypatch.setattr(app_module, "API_HANDLERS", [*app_module.API_HANDLERS, unguarded])
     with pytest.raises(RuntimeError, match="GET /api/unguarded has no scope"):
         app_module.build_app(backend.settings, backend.db)
+
+
+def test_the_head_revision_constant_is_alembics_head_and_the_database_is_there(backend: Backend) -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from postroom.db.engine import HEAD_REVISION, MIGRATIONS_DIR, schema_revision
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_heads() == [HEAD_REVISION]
+    assert backend.read(schema_revision) == HEAD_REVISION
