@@ -9,6 +9,7 @@ associated data, so a value sealed for one purpose cannot be opened as another.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -54,8 +55,10 @@ def load_server_secret(configured: str, data_dir: Path) -> bytes:
     return key
 
 
+@functools.lru_cache(maxsize=64)
 def derive_key(root: bytes, purpose: str) -> bytes:
-    """A 32-byte subkey of ``root`` for one ``purpose`` (e.g. ``"dkim-private-key"``, ``"session"``)."""
+    """A 32-byte subkey of ``root`` for one ``purpose`` (e.g. ``"dkim-private-key"``, ``"session"``); kept, since
+    every delivery derives the VERP and DKIM subkeys again."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(root)
 
 
