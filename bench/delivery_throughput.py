@@ -24,7 +24,7 @@ Ratio: postroom/baseline messages per second, both timed from process start (tar
 the first and the last message at the sink (start-up excluded) is printed as well. Afterwards the database must
 show every recipient delivered and every work item done.
 
-    .venv/bin/python bench/delivery_throughput.py [--messages 2000] [--concurrency 16] [--baseline-reuse]
+    .venv/bin/python bench/delivery_throughput.py [--messages 10000] [--concurrency 16] [--baseline-reuse]
 """
 
 from __future__ import annotations
@@ -450,7 +450,7 @@ def database_outcome(db_path: Path) -> tuple[dict[str, int], dict[str, int], str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=2000, help="messages to deliver (default 2000)")
+    parser.add_argument("--messages", type=int, default=10000, help="messages to deliver (default 10000)")
     parser.add_argument(
         "--concurrency", type=int, default=16, help="sessions at once: POSTROOM_WORKER_CONCURRENCY (default 16)"
     )

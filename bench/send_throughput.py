@@ -1,13 +1,17 @@
-"""Requests per second of ``POST /api/emails`` on a live ``postroom serve``, against a naive durable baseline.
+"""Requests per second of ``POST /api/emails`` on a live Postroom, against a naive durable baseline.
 
-Two HTTP servers run, one after the other, as their own processes on 127.0.0.1 and get the same load:
+Three HTTP servers run, one after the other, as their own processes on 127.0.0.1 and get the same load:
 
-- postroom: ``python -m postroom serve`` on the embedded SQLite database (WAL, ``synchronous=FULL``, one
+- postroom serve: ``python -m postroom serve`` on the embedded SQLite database (WAL, ``synchronous=FULL``, one
   group-commit writer thread), a Full Access key made with ``postroom keys create`` and the sending domain
   sender.test (``postroom domains add --approve``). Every request goes through the whole path: guard (key
-  lookup), validation, the ``accept`` unit of work (message, recipient, event, work item), commit. The embedded
-  worker delivers what was accepted to an aiosmtpd sink on loopback that accepts and discards everything
-  (``POSTROOM_RELAY_URL``), as it would in production, so its CPU use is part of the measurement.
+  lookup, rate limit), validation, the ``accept`` unit of work (message, recipient, event, work item), commit.
+  The embedded worker delivers what was accepted to an aiosmtpd sink on loopback that accepts and discards
+  everything (``POSTROOM_RELAY_URL``), as it would in production, so its CPU use is part of the measurement.
+- postroom api: the same, as ``python -m postroom api``: the API alone, no worker in the process (how a busy
+  installation runs, with ``postroom worker`` elsewhere). Like the baseline, it does no delivery.
+  Both runs lift the per-team rate limits (``POSTROOM_RATE_LIMIT``/``POSTROOM_SEND_RATE_LIMIT``, 1000/second by
+  default), which would otherwise cap the measurement; the limiter still runs on every request.
 - baseline: the issue's "bare Starlette endpoint doing the same JSON parse and the same durable insert on the
   same database", served by the same uvicorn in the same way (uvloop + httptools, access log off). It decodes the
   body with ``msgspec.json.decode`` (the parser Litestar uses), checks ``to`` is a non-empty list, and writes the
@@ -26,7 +30,7 @@ rows in the database are compared with the 200s the clients saw (every 200 must 
 
     .venv/bin/python bench/send_throughput.py [--duration 10] [--concurrency 32] [--clients 1] [--warmup 2]
 
-Target: postroom/baseline >= 1.0x.
+Target: postroom/baseline >= 1.0x (printed for both postroom runs).
 """
 
 from __future__ import annotations
@@ -395,15 +399,22 @@ def count_rows(db_path: Path, table: str) -> tuple[int, str]:
 # -- the two runs -----------------------------------------------------------------------------------------------
 
 
-def run_postroom(ctx: Any, tmp: Path, args: argparse.Namespace, body: bytes) -> LoadResult:
-    data_dir = tmp / "postroom-data"
-    log_path = tmp / "postroom-serve.log"
+# The per-team limits (1000/second by default) would cap the measurement rather than the server.
+UNLIMITED = "1000000/second"
+
+
+def run_postroom(ctx: Any, tmp: Path, args: argparse.Namespace, body: bytes, command: str) -> LoadResult:
+    """``command`` is ``serve`` (API with the embedded worker delivering) or ``api`` (the API alone)."""
+    data_dir = tmp / f"postroom-{command}-data"
+    log_path = tmp / f"postroom-{command}.log"
     with smtp_sink(ctx) as (sink_port, delivered, _sink), contextlib.ExitStack() as stack:
         env = subprocess_env(
             {
                 "POSTROOM_DATA_DIR": str(data_dir),
                 "POSTROOM_RELAY_URL": f"smtp://127.0.0.1:{sink_port}",
                 "POSTROOM_MAIL_HOSTNAME": MAIL_HOSTNAME,
+                "POSTROOM_RATE_LIMIT": UNLIMITED,
+                "POSTROOM_SEND_RATE_LIMIT": UNLIMITED,
             }
         )
         created = subprocess.run(
@@ -426,7 +437,15 @@ def run_postroom(ctx: Any, tmp: Path, args: argparse.Namespace, body: bytes) -> 
         port = free_port()
         log = stack.enter_context(log_path.open("wb"))
         server = subprocess.Popen(
-            [sys.executable, "-m", "postroom", "serve", "--port", str(port), "--no-smtp"],
+            [
+                sys.executable,
+                "-m",
+                "postroom",
+                command,
+                "--port",
+                str(port),
+                *(["--no-smtp"] if command == "serve" else []),
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -439,12 +458,16 @@ def run_postroom(ctx: Any, tmp: Path, args: argparse.Namespace, body: bytes) -> 
         sent_during_run = delivered.value
         stack.close()  # stop the server (it finishes in-flight deliveries) before reading the database
         if server.returncode not in (0, -signal.SIGTERM):
-            print(f"  postroom serve exited with {server.returncode}; log tail:\n{log_path.read_text()[-2000:]}")
+            print(f"  postroom {command} exited with {server.returncode}; log tail:\n{log_path.read_text()[-2000:]}")
     rows, mode = count_rows(data_dir / "postroom.db", "messages")
+    worker = (
+        f"the embedded worker delivered {sent_during_run} of them to the sink during the run"
+        if command == "serve"
+        else "no worker ran"
+    )
     print(
-        f"  postroom: {rows} messages committed for {result.ok_total} x 200 seen (warm-up included) "
-        f"[{'OK' if rows == result.ok_total else 'MISMATCH'}]; journal_mode={mode}; the embedded worker "
-        f"delivered {sent_during_run} of them to the sink during the run"
+        f"  postroom {command}: {rows} messages committed for {result.ok_total} x 200 seen (warm-up included) "
+        f"[{'OK' if rows == result.ok_total else 'MISMATCH'}]; journal_mode={mode}; {worker}"
     )
     return result
 
@@ -526,12 +549,15 @@ def main() -> None:
         )
         baseline = run_baseline(ctx, tmp, args, body)
         report("baseline", baseline)
-        postroom = run_postroom(ctx, tmp, args, body)
-        report("postroom", postroom)
-    ratio = postroom.rps / baseline.rps if baseline.rps else float("nan")
-    verdict = "OK" if ratio >= 1.0 else "BELOW TARGET"
-    print(f"ratio postroom/baseline: {ratio:4.2f}x (target >= 1.0x): {verdict}")
-    for label, result in (("baseline", baseline), ("postroom", postroom)):
+        runs = {"baseline": baseline}
+        for command in ("serve", "api"):
+            runs[command] = run_postroom(ctx, tmp, args, body, command)
+            report(command, runs[command])
+    for command, meaning in (("serve", "API + embedded worker delivering"), ("api", "the API alone")):
+        ratio = runs[command].rps / baseline.rps if baseline.rps else float("nan")
+        verdict = "OK" if ratio >= 1.0 else "BELOW TARGET"
+        print(f"ratio postroom {command} ({meaning})/baseline: {ratio:4.2f}x (target >= 1.0x): {verdict}")
+    for label, result in runs.items():
         if result.client_cpu / args.clients >= 0.9:
             advice = (
                 "compare with --clients 2"
