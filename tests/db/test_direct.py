@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy.exc import NoResultFound
 
 from postroom.db.direct import Prepared
 from postroom.models import projects, work_items
@@ -61,6 +62,8 @@ def test_results_answer_like_sqlalchemy_results(backend: Backend) -> None:
     rows, first_id, nothing = backend.read(work)
     assert len(rows) == 1 and rows[0].is_default is True and first_id == rows[0].id
     assert nothing is None
+    with pytest.raises(NoResultFound):
+        backend.read(lambda conn: _BY_REF.execute(conn, {"ref": "none such"}).one())
 
 
 def test_a_missing_parameter_is_an_error_not_a_null(backend: Backend) -> None:

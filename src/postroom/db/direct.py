@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import MultipleResultsFound, NoResultFound
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -58,13 +59,15 @@ class DirectResult:
         return self._rows[0] if self._rows else None
 
     def one(self) -> Any:
-        if len(self._rows) != 1:
-            raise LookupError(f"expected one row, got {len(self._rows)}")
+        if not self._rows:
+            raise NoResultFound("No row was found when one was required")
+        if len(self._rows) > 1:
+            raise MultipleResultsFound("Multiple rows were found when exactly one was required")
         return self._rows[0]
 
     def one_or_none(self) -> Any | None:
         if len(self._rows) > 1:
-            raise LookupError(f"expected at most one row, got {len(self._rows)}")
+            raise MultipleResultsFound("Multiple rows were found when one or none was required")
         return self.first()
 
     def scalar(self) -> Any:
