@@ -30,7 +30,8 @@ def insert_item(conn: Connection, *, kind: str, ref: str, run_at: datetime, now:
 _CLAIMED = (work_items.c.id, work_items.c.kind, work_items.c.ref, work_items.c.attempts, work_items.c.created_at)
 
 
-def _lease(*, now: datetime, lease_until: datetime, token: str) -> dict[str, Any]:
+def _lease(*, now: Any, lease_until: Any, token: Any) -> dict[str, Any]:
+    """The SET clause of a lease, from values or from ``bindparam`` placeholders."""
     return {
         "status": "leased",
         "lease_until": lease_until,
@@ -41,8 +42,8 @@ def _lease(*, now: datetime, lease_until: datetime, token: str) -> dict[str, Any
 
 
 def _claim_statements(*, skip_locked: bool) -> tuple[Prepared, ...]:
-    """Lease up to ``room`` items of one kind of due: leased ones whose lease ran out (a crashed worker's), then
-    queued ones whose time has come; each walks the ``(status, run_at)`` index, oldest first."""
+    """``claim``'s two statements, with ``now``, ``room``, ``lease_until_at`` and ``token`` as parameters."""
+    lease = _lease(now=bindparam("now"), lease_until=bindparam("lease_until_at"), token=bindparam("token"))
     statements = []
     for due in (
         and_(work_items.c.status == "leased", work_items.c.lease_until < bindparam("now")),
@@ -55,13 +56,7 @@ def _claim_statements(*, skip_locked: bool) -> tuple[Prepared, ...]:
             Prepared(
                 update(work_items)
                 .where(work_items.c.id.in_(candidates.scalar_subquery()))
-                .values(
-                    status="leased",
-                    lease_until=bindparam("lease_until_at"),
-                    lease_token=bindparam("token"),
-                    attempts=work_items.c.attempts + 1,
-                    updated_at=bindparam("now"),
-                )
+                .values(**lease)
                 .returning(*_CLAIMED)
             )
         )
