@@ -1,0 +1,117 @@
+"""The SQLite group-commit writer: waiting never blocks the event loop, and no batch is left half-done."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, func, select
+
+from postroom.config import load_settings
+from postroom.db.engine import SQLiteDatabase, open_database
+from postroom.models import teams
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[SQLiteDatabase]:
+    db = open_database(load_settings({"POSTROOM_DATA_DIR": str(tmp_path)}))
+    assert isinstance(db, SQLiteDatabase)
+    asyncio.run(db.migrate())
+    yield db
+    asyncio.run(db.close())
+
+
+def _insert(name: str):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> str:
+        conn.execute(teams.insert().values(name=name, created_at=T0, updated_at=T0))
+        return name
+
+    return work
+
+
+def _names(db: SQLiteDatabase) -> set[str]:
+    async def read() -> set[str]:
+        return set(await db.read(lambda conn: conn.execute(select(teams.c.name)).scalars().all()))
+
+    return asyncio.run(read())
+
+
+def test_waiting_for_another_process_write_lock_does_not_stop_the_event_loop(
+    database: SQLiteDatabase, tmp_path: Path
+) -> None:
+    other = sqlite3.connect(tmp_path / "postroom.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # as a CLI command or another process would
+
+    async def scenario() -> tuple[int, str]:
+        ticks = 0
+        write = asyncio.ensure_future(database.write(_insert("after the lock")))
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not write.done():
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticking = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0.5)
+        assert not write.done()
+        other.execute("ROLLBACK")
+        name = await asyncio.wait_for(write, 10)
+        await ticking
+        return ticks, name
+
+    ticks, name = asyncio.run(scenario())
+    other.close()
+    assert name == "after the lock"
+    assert ticks >= 25, f"the loop ran only {ticks} times in the half second the write waited"
+    assert "after the lock" in _names(database)
+
+
+def test_a_cancelled_caller_does_not_undo_or_stall_the_batch(database: SQLiteDatabase) -> None:
+    async def scenario() -> list[str]:
+        first = asyncio.ensure_future(database.write(_insert("cancelled caller")))
+        await asyncio.sleep(0)  # the batch has started
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return await asyncio.gather(*(database.write(_insert(f"next {i}")) for i in range(20)))
+
+    assert asyncio.run(scenario()) == [f"next {i}" for i in range(20)]
+    assert {"cancelled caller", *(f"next {i}" for i in range(20))} <= _names(database)
+
+
+def test_writes_from_event_loops_in_two_threads_all_commit(database: SQLiteDatabase) -> None:
+    errors: list[BaseException] = []
+
+    def run(prefix: str) -> None:
+        async def many() -> None:
+            for chunk in range(10):
+                await asyncio.gather(*(database.write(_insert(f"{prefix}-{chunk}-{i}")) for i in range(10)))
+
+        try:
+            asyncio.run(many())
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(prefix,)) for prefix in ("a", "b")]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors and time.monotonic() - started < 60
+    names = _names(database)
+    assert {f"{p}-{c}-{i}" for p in "ab" for c in range(10) for i in range(10)} <= names
+
+    async def count() -> int:
+        return int(await database.read(lambda conn: conn.execute(select(func.count()).select_from(teams)).scalar()))
+
+    assert asyncio.run(count()) == 200
