@@ -1,4 +1,4 @@
-"""The SQLite group-commit writer: waiting never blocks the event loop, and no batch is left half-done."""
+"""The SQLite group-commit writer: waiting never blocks the event loop, callers may go away, and loops in several threads share it."""
 
 from __future__ import annotations
 
