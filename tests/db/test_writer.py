@@ -1,4 +1,5 @@
-"""The SQLite group-commit writer: waiting never blocks the event loop, callers may go away, and loops in several threads share it."""
+"""The SQLite group-commit writer: waiting never blocks the event loop, callers may go away, and event loops in
+several threads share it."""
 
 from __future__ import annotations
 
