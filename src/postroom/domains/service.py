@@ -15,7 +15,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Row
@@ -52,8 +52,11 @@ def _box(secret: bytes) -> SecretBox:
     return SecretBox(secret, _KEY_PURPOSE)
 
 
+@lru_cache(maxsize=256)
 def _open_key(sealed: str, secret: bytes) -> str:
-    # Keys stored before sealing was introduced are PEM text; they are sealed the next time the row is written.
+    """The PEM of a sealed key, kept: every delivery signs with it, and the parsed key is kept anyway
+    (``dkim.load_private_key``). Keys stored before sealing was introduced are PEM text; they are sealed the next
+    time the row is written."""
     return sealed if sealed.startswith("-----BEGIN") else _box(secret).open(sealed)
 
 
