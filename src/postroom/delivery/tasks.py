@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from postroom.templates import rendering
 log = logging.getLogger("postroom.delivery")
 
 SIGNING_THREADS = 2
+SIGNING_KEY_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +57,25 @@ class DeliveryTasks:
         self._resolver: dns.asyncresolver.Resolver = make_resolver(settings.dns_server)
         self._pool = ConnectionPool(settings)
         self._wake = wake or (lambda: None)
+        self._signing_keys: dict[tuple[int, str], tuple[float, dkim.DkimKey | None]] = {}
         self._signer = ThreadPoolExecutor(max_workers=SIGNING_THREADS, thread_name_prefix="postroom-dkim")
 
     async def close(self) -> None:
         """Say goodbye to the mail servers whose sessions are still open."""
         await self._pool.close()
         self._signer.shutdown(wait=True)
+
+    def _signing_key(self, conn: Connection, team_id: int, domain: str) -> dkim.DkimKey | None:
+        """The domain's current DKIM key, read at most every ``SIGNING_KEY_SECONDS`` per domain. A key that has
+        just been rotated out still verifies: its DNS record stays published for days (``domains.service``)."""
+        now = time.monotonic()
+        cached = self._signing_keys.get((team_id, domain))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        sending = domains_service.find_domain(conn, team_id=team_id, name=domain)
+        key = sending.signing_key(self._settings.server_secret) if sending else None
+        self._signing_keys[(team_id, domain)] = (now + SIGNING_KEY_SECONDS, key)
+        return key
 
     async def _signed(self, raw: bytes, key: dkim.DkimKey | None) -> bytes:
         """The message with its DKIM signature on top. The RSA operation (most of the cost) releases the GIL, so
@@ -81,8 +96,7 @@ class DeliveryTasks:
             if message is None:
                 return None
             pending = list(email_queries.pending_recipients(conn, message_id, domain))
-            sending = domains_service.find_domain(conn, team_id=message.team_id, name=message.sending_domain)
-            return _Pending(message, pending, sending.signing_key(self._settings.server_secret) if sending else None)
+            return _Pending(message, pending, self._signing_key(conn, message.team_id, message.sending_domain))
 
         pending = await self._db.read(load)
         if pending is None or not pending.recipients:
