@@ -7,15 +7,18 @@ cd "$(dirname "$0")/.."
 
 ./scripts/install.sh --test
 
-# swaks (Debian's SMTP test client) drives the SMTP relay tests; without it they are skipped.
-if ! command -v swaks >/dev/null; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq swaks >&2 \
-            || echo "swaks could not be installed: its tests will be skipped" >&2
-    else
-        echo "swaks is not installed: its tests will be skipped" >&2
+# swaks (Debian's SMTP test client) drives the SMTP relay tests and redis-server the Redis rate-limit store's;
+# without them those tests are skipped (in CI, with POSTROOM_REQUIRE_POSTGRES=1, they fail instead).
+for package in swaks redis-server; do  # each package installs a command of its own name
+    if ! command -v "$package" >/dev/null; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+            apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >&2 \
+                || echo "$package could not be installed: its tests will be skipped" >&2
+        else
+            echo "$package is not installed: its tests will be skipped" >&2
+        fi
     fi
-fi
+done
 
 if [ -z "${POSTROOM_TEST_POSTGRES_URL:-}" ]; then
     if url=$(./scripts/postgres.sh); then

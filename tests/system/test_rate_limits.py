@@ -5,6 +5,11 @@ checks (401 → IP 403 → scope 403 → 429 → 422), and one window shared by 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,6 +116,62 @@ def test_two_api_processes_share_one_window_on_postgresql(pg_backend: Backend, t
         for api in apis:
             api.terminate()
     assert statuses == [200] * 10 + [429] * 4
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A real Redis (Debian's redis-server) on a free loopback port, with nothing kept on disk."""
+    if shutil.which("redis-server") is None:
+        if os.environ.get("POSTROOM_REQUIRE_POSTGRES") == "1":  # CI installs it: missing there is a failure
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_two_api_processes_share_one_window_in_redis(backend: Backend, redis_url: str, tmp_path: Path) -> None:
+    env = backend.subprocess_env({"POSTROOM_RATE_LIMIT": "10/minute", "POSTROOM_REDIS_URL": redis_url})
+    apis = [ApiProcess(env, tmp_path / f"api{n}.log").start() for n in range(2)]
+    try:
+        key = backend.create_key(team_id=_new_team(backend)).key
+        statuses, remaining = [], []
+        with http_from() as http:
+            for i in range(14):
+                response = http.get(apis[i % 2].api_url + "/projects", headers=bearer(key))
+                statuses.append(response.status_code)
+                remaining.append(int(response.headers["X-RateLimit-Remaining"]))
+        counter_keys = subprocess.run(
+            ["redis-cli", "-u", redis_url, "--scan"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.split()
+    finally:
+        for api in apis:
+            api.terminate()
+    assert statuses == [200] * 10 + [429] * 4
+    assert remaining == [9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0, 0, 0, 0]
+    assert counter_keys, "the counters live in Redis"
 
 
 def test_database_counters_lose_no_count_under_concurrent_processes(
