@@ -111,6 +111,7 @@ def test_a_send_arrives_dkim_signed_with_every_part(
     assert delivery.message_id == parsed["Message-ID"].strip("<>")
     assert delivery.outbound_tls == "1"
     assert delivery.rcpt_meta == {"order": "1234"}
+    assert {e.recv_method for e in detail.events} == {"rest"}
 
 
 def test_temporary_failures_are_retried_until_delivered(client: Lettr, sink: SmtpSink) -> None:

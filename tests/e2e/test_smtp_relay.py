@@ -213,6 +213,7 @@ def test_smtplib_over_starttls_sends_a_message_that_arrives_dkim_signed_with_a_v
 
     delivered_events = events(relay.server, key, request_id, "delivery", count=3)
     assert sorted(e["rcpt_type"] for e in delivered_events) == ["bcc", "cc", "to"]
+    assert {e["recv_method"] for e in delivered_events} == {"esmtp"}
 
 
 def test_smtplib_over_implicit_tls_sends_with_a_sending_only_key_and_an_attachment(

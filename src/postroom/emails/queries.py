@@ -174,6 +174,7 @@ def _message_columns() -> list[Any]:
         messages.c.transactional.label("m_transactional"),
         messages.c.msg_size.label("m_msg_size"),
         messages.c.created_at.label("m_created_at"),
+        messages.c.recv_method.label("m_recv_method"),
     ]
 
 

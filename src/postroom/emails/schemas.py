@@ -56,7 +56,7 @@ def event_body(row: Row[Any]) -> dict[str, Any]:
         "rcpt_tags": [tag] if tag else [],
         "amp_enabled": False,
         "delv_method": "esmtp",
-        "recv_method": "rest",
+        "recv_method": m["m_recv_method"],
         "routing_domain": recipient_domain,
         "scheduled_time": None,
     }

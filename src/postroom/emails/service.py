@@ -132,8 +132,10 @@ def accept(
     now: datetime,
     mail_hostname: str,
     scheduled_id: str | None = None,
+    recv_method: str = "rest",
 ) -> Accepted:
-    """Record a send and queue its delivery; raises the Lettr 4xx errors for unusable projects and domains."""
+    """Record a send and queue its delivery; raises the Lettr 4xx errors for unusable projects and domains.
+    ``recv_method`` says how it arrived: ``rest`` (the API, scheduled sends) or ``esmtp`` (the SMTP relay)."""
     project_id, request = _check_send(conn, team_id, request)
     listed = request.recipients()
     suppressed = queries.suppressed_among(conn, team_id, [address for address, _ in listed])
@@ -159,6 +161,7 @@ def accept(
             "transactional": request.transactional,
             "msg_size": _approximate_size(request),
             "created_at": now,
+            "recv_method": recv_method,
         },
     )
     domains_to_deliver: set[str] = set()

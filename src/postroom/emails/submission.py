@@ -41,6 +41,7 @@ async def submit_send(
     body: dict[str, Any],
     idempotency_key: str | None,
     mail_hostname: str,
+    recv_method: str = "rest",
 ) -> Submitted:
     """Validate ``body`` (a ``POST /api/emails`` JSON object) and accept it; raises the Lettr errors.
 
@@ -70,6 +71,7 @@ async def submit_send(
             request=send,
             now=utcnow(),
             mail_hostname=mail_hostname,
+            recv_method=recv_method,
         )
         response = envelope(
             SEND_MESSAGE,

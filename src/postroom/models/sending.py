@@ -82,11 +82,13 @@ messages = Table(
     Column("transactional", Boolean, nullable=False),
     Column("msg_size", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("recv_method", String(8), nullable=False, server_default="rest"),
     Index("ix_messages_team_id_created_at", "team_id", "created_at"),
     # Bounce intake matches a report to its message by the returned Message-ID when it has no VERP address.
     Index("ix_messages_message_id_header", "message_id_header"),
 )
-"""``content`` is the validated send request as JSON: everything needed to render the message again, identically."""
+"""``content`` is the validated send request as JSON: everything needed to render the message again, identically.
+``recv_method`` is how it arrived, as events report it: ``rest`` (the API) or ``esmtp`` (the SMTP relay)."""
 
 recipients = Table(
     "recipients",

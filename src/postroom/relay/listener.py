@@ -253,6 +253,7 @@ class SubmissionHandler:
                 body=submission.body,
                 idempotency_key=idempotency.check_key(submission.idempotency_key),
                 mail_hostname=self._settings.mail_hostname,
+                recv_method="esmtp",
             )
         except PostroomError as error:
             if not isinstance(error, ValidationFailed):
