@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import IntegrityError
 
 from postroom.config import load_settings
 from postroom.db.engine import SQLiteDatabase, open_database
@@ -116,3 +117,23 @@ def test_writes_from_event_loops_in_two_threads_all_commit(database: SQLiteDatab
         return int(await database.read(lambda conn: conn.execute(select(func.count()).select_from(teams)).scalar()))
 
     assert asyncio.run(count()) == 200
+
+
+def test_a_statement_the_database_refuses_rolls_back_its_unit_of_work_alone(database: SQLiteDatabase) -> None:
+    def duplicate(conn: Connection) -> None:
+        conn.execute(teams.insert().values(name="half done", created_at=T0, updated_at=T0))
+        conn.execute(teams.insert().values(id=1, name="clash", created_at=T0, updated_at=T0))  # id 1 exists
+
+    async def scenario() -> list[object]:
+        await database.write(_insert("first"))  # id 1
+        return await asyncio.gather(
+            database.write(_insert("before")),
+            database.write(duplicate),
+            database.write(_insert("after")),
+            return_exceptions=True,
+        )
+
+    before, failed, after = asyncio.run(scenario())
+    assert (before, after) == ("before", "after")
+    assert isinstance(failed, IntegrityError)
+    assert _names(database) == {"first", "before", "after"}
