@@ -124,29 +124,22 @@ def test_the_head_revision_constant_is_alembics_head_and_the_database_is_there(b
 
 
 def test_messages_accepted_before_recv_method_existed_read_as_rest(tmp_path: Path) -> None:
-    from alembic import command
-    from alembic.config import Config
-    from sqlalchemy import create_engine, insert
+    from sqlalchemy import insert
 
-    from postroom.db.engine import MIGRATIONS_DIR
     from postroom.models import messages
+    from tests.support.migrations import migrating
 
-    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0009")
-        conn.execute(insert(teams).values(id=3, name="Old team", created_at=T0, updated_at=T0))
-        conn.execute(
+    with migrating(tmp_path / "old.db") as db:
+        db.upgrade("0009")
+        db.conn.execute(insert(teams).values(id=3, name="Old team", created_at=T0, updated_at=T0))
+        db.conn.execute(
             insert(messages).values(
                 id="msg_old", request_id="1", team_id=3, project_id=1, from_email="a@sender.test",
                 sending_domain="sender.test", subject="", message_id_header="<1@x>", content="{}",
                 transactional=True, msg_size=1, created_at=T0,
             )
         )  # fmt: skip
-        command.upgrade(config, "0010")
-        assert conn.execute(select(messages.c.recv_method)).scalar_one() == "rest"
-        command.downgrade(config, "0009")
-        command.upgrade(config, "head")
-    engine.dispose()
+        db.upgrade("0010")
+        assert db.conn.execute(select(messages.c.recv_method)).scalar_one() == "rest"
+        db.downgrade("0009")
+        db.upgrade("head")

@@ -13,16 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from lettr import Lettr
 from lettr._exceptions import ForbiddenError, NotFoundError, ValidationError
-from sqlalchemy import create_engine, insert, select, update
+from sqlalchemy import insert, select, update
 
-from postroom.db.engine import MIGRATIONS_DIR
 from postroom.domains.service import SendingDomain
 from postroom.models import folders, projects, scheduled_emails, teams, work_items
 from tests.conftest import Backend, Server, bearer, http_from
+from tests.support.migrations import migrating
 from tests.support.smtp_sink import SmtpSink
 
 INSUFFICIENT = {
@@ -329,22 +327,17 @@ def test_sending_only_keys_get_403_on_every_template_route(server: Server, backe
 
 
 def test_the_default_folders_come_with_the_migration_for_existing_projects(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
     now = datetime.now(UTC)
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0004")
-        conn.execute(insert(teams).values(id=7, name="Old team", created_at=now, updated_at=now))
-        conn.execute(
+    with migrating(tmp_path / "old.db") as db:
+        db.upgrade("0004")
+        db.conn.execute(insert(teams).values(id=7, name="Old team", created_at=now, updated_at=now))
+        db.conn.execute(
             insert(projects).values(
                 id=70, team_id=7, name="Old project", emoji=None, is_default=True, created_at=now, updated_at=now
             )
         )
-        command.upgrade(config, "0005")
-        found = conn.execute(select(folders.c.team_id, folders.c.project_id, folders.c.purpose)).fetchall()
-    engine.dispose()
+        db.upgrade("0005")
+        found = db.conn.execute(select(folders.c.team_id, folders.c.project_id, folders.c.purpose)).fetchall()
     assert sorted(tuple(row) for row in found) == [(7, 70, "campaign"), (7, 70, "transactional")]
 
 
