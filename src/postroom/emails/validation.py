@@ -380,7 +380,8 @@ def _attachments(value: Any, errors: _Errors) -> tuple[Attachment, ...]:
 
 
 def decode_body(raw: bytes) -> dict[str, Any]:
-    """The JSON object of a request body; a 422 naming ``body`` when it is not one."""
+    """The JSON object of a request body (an empty body is ``{}``); a 422 naming ``body`` otherwise. Every JSON
+    route reads its body through this."""
     try:
         body = msgspec.json.decode(raw) if raw.strip() else {}
     except msgspec.DecodeError:

@@ -27,9 +27,10 @@ from postroom.core.clock import utcnow
 from postroom.core.envelope import envelope
 from postroom.core.openapi import MessageBody, documented, envelope_of, request_body
 from postroom.core.pagination import pagination_body, parse_page_params
+from postroom.emails.validation import decode_body
 from postroom.errors import ValidationFailed
 from postroom.webhooks import schemas, service, ssrf
-from postroom.webhooks.schemas import decode_body, delivery_body, webhook_body
+from postroom.webhooks.schemas import delivery_body, webhook_body
 
 
 async def _check_destination(settings: Settings, field: str, target: ssrf.Target | None) -> None:

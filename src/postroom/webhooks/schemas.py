@@ -95,17 +95,6 @@ class FieldErrors:
             raise ValidationFailed(self.errors)
 
 
-def decode_body(raw: bytes) -> dict[str, Any]:
-    """The JSON object of a request body (an empty body is ``{}``); a 422 naming ``body`` otherwise."""
-    try:
-        body = msgspec.json.decode(raw) if raw.strip() else {}
-    except msgspec.DecodeError:
-        raise ValidationFailed({"body": ["The request body must be a JSON object."]}) from None
-    if not isinstance(body, dict):
-        raise ValidationFailed({"body": ["The request body must be a JSON object."]})
-    return body
-
-
 @dataclass(frozen=True, slots=True)
 class WebhookInput:
     """A validated ``POST /api/webhooks`` body."""
