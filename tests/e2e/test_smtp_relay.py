@@ -362,6 +362,27 @@ def test_any_username_is_accepted_with_a_warning(relay: Relay, key: str, sink: S
     assert "a username other than lettr" in relay.server.log_text()
 
 
+def test_auth_answers_given_after_a_challenge_or_with_the_command_both_log_in(relay: Relay, key: str) -> None:
+    def b64(value: str) -> str:
+        return base64.b64encode(value.encode()).decode()
+
+    with relay.starttls() as client:
+        client.ehlo()
+        assert client.docmd("AUTH", "PLAIN")[0] == 334  # an empty challenge
+        assert client.docmd(b64(f"\0lettr\0{key}"))[0] == 235
+    with relay.starttls() as client:
+        client.ehlo()
+        assert client.docmd("AUTH", "LOGIN " + b64("lettr"))[0] == 334  # username given: asked for the password
+        assert client.docmd(b64(key))[0] == 235
+    with relay.starttls() as client:
+        client.ehlo()
+        code, reply = client.docmd("AUTH", "PLAIN not*base64")
+        assert (code, reply.decode()) == (501, "5.5.2 Can't decode base64")
+        assert client.docmd("AUTH", "LOGIN")[0] == 334
+        assert client.docmd("*")[0] == 501  # the client cancelled
+        assert client.docmd("MAIL", "FROM:<app@sender.test>")[0] == 530
+
+
 def test_no_authentication_or_mail_before_starttls(relay: Relay, key: str) -> None:
     with smtplib.SMTP("127.0.0.1", relay.submission, local_hostname="app.test") as client:
         client.ehlo()
