@@ -161,25 +161,26 @@ class SubmissionHandler:
         return AuthResult(success=True, auth_data=_Login(username=username, token=token))
 
     @staticmethod
-    async def _decode_argument(server: SMTP, argument: str) -> bytes | None:
+    async def _initial_response(server: SMTP, args: list[str], prompt: str) -> bytes | None:
+        """The client's first answer: given with the AUTH command (base64), or asked for with ``prompt``; None
+        when the client cancelled or sent something that is not base64 (already answered)."""
+        if len(args) == 1:
+            response = await server.challenge_auth(prompt)
+            if response is MISSING:
+                return None
+            assert isinstance(response, bytes)
+            return response
         try:
-            return b64decode(argument.encode(), validate=True)
+            return b64decode(args[1].encode(), validate=True)
         except (binascii.Error, ValueError):
             await server.push("501 5.5.2 Can't decode base64")
             return None
 
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802 - aiosmtpd's hook name
         """RFC 4616: ``[authzid] NUL login NUL password``, with the command or after an empty challenge."""
-        if len(args) == 1:
-            response = await server.challenge_auth("")
-            if response is MISSING:
-                return AuthResult(success=False, handled=True)
-            assert isinstance(response, bytes)
-        else:
-            decoded = await self._decode_argument(server, args[1])
-            if decoded is None:
-                return AuthResult(success=False, handled=True)
-            response = decoded
+        response = await self._initial_response(server, args, "")
+        if response is None:
+            return AuthResult(success=False, handled=True)
         parts = response.split(b"\x00")
         if len(parts) != 3:
             await server.push("501 5.5.2 Can't split auth value")
@@ -188,16 +189,9 @@ class SubmissionHandler:
 
     async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802 - aiosmtpd's hook name
         """The username (with the command or asked for), then the password, each base64."""
-        if len(args) == 1:
-            login = await server.challenge_auth("Username:")
-            if login is MISSING:
-                return AuthResult(success=False, handled=True)
-            assert isinstance(login, bytes)
-        else:
-            decoded = await self._decode_argument(server, args[1])
-            if decoded is None:
-                return AuthResult(success=False, handled=True)
-            login = decoded
+        login = await self._initial_response(server, args, "Username:")
+        if login is None:
+            return AuthResult(success=False, handled=True)
         password = await server.challenge_auth("Password:")
         if password is MISSING:
             return AuthResult(success=False, handled=True)
