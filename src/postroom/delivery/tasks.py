@@ -182,16 +182,8 @@ class DeliveryTasks:
             reason = reasons.get(recipient.email)
             if reason is None or not email_queries.move_recipient(conn, recipient.id, "failed", now=now, error=reason):
                 continue
-            emails_service.record_event(
-                conn,
-                team_id=message.team_id,
-                message_id=message.id,
-                recipient_id=recipient.id,
-                rcpt_to=recipient.email,
-                event_type=EventType.GENERATION_FAILURE,
-                now=now,
-                details={"rcpt_type": recipient.rcpt_type, "reason": reason, "raw_reason": reason, "error_code": "554"},
-            )
+            details = {"reason": reason, "raw_reason": reason, "error_code": "554"}
+            emails_service.record_recipient_event(conn, recipient, EventType.GENERATION_FAILURE, now, details)
 
     def _expired(self, message: Any, now: datetime) -> bool:
         return retry.expired(
@@ -215,28 +207,11 @@ class DeliveryTasks:
         queue_time = int((now - message.created_at).total_seconds() * 1000)
         expired = self._expired(message, now)
         for recipient in recipients:
-            common = {"rcpt_type": recipient.rcpt_type, "num_retries": recipient.attempts}
-
-            def event(kind: str, bounce_class: int | None, details: dict[str, Any], r: Any = recipient) -> None:
-                emails_service.record_event(
-                    conn,
-                    team_id=message.team_id,
-                    message_id=message.id,
-                    recipient_id=r.id,
-                    rcpt_to=r.email,
-                    event_type=kind,
-                    now=now,
-                    bounce_class=bounce_class,
-                    details=details,
-                )
-
+            common = {"num_retries": recipient.attempts}
             if recipient.email in result.delivered:
                 if email_queries.move_recipient(conn, recipient.id, "delivered", now=now, error=None):
-                    event(
-                        EventType.DELIVERY,
-                        None,
-                        {**common, "queue_time": queue_time, "outbound_tls": "1" if result.tls else "0"},
-                    )
+                    delivered = {**common, "queue_time": queue_time, "outbound_tls": "1" if result.tls else "0"}
+                    emails_service.record_recipient_event(conn, recipient, EventType.DELIVERY, now, delivered)
                 continue
             outcome: Outcome = result.failed.get(recipient.email) or Outcome(
                 kind=OutcomeKind.TEMPORARY, bounce_class=1, suppress=False, enhanced_status=None, reason="no reply"
@@ -249,12 +224,17 @@ class DeliveryTasks:
             }
             if outcome.kind is OutcomeKind.TEMPORARY and not expired:
                 if email_queries.move_recipient(conn, recipient.id, "deferred", now=now, error=outcome.reason):
-                    event(EventType.DELAY, outcome.bounce_class, {**details, "queue_time": queue_time})
+                    delayed = {**details, "queue_time": queue_time}
+                    emails_service.record_recipient_event(
+                        conn, recipient, EventType.DELAY, now, delayed, outcome.bounce_class
+                    )
                 continue
             if outcome.kind is OutcomeKind.TEMPORARY:
                 details["reason"] = f"Delivery time expired after {recipient.attempts + 1} attempts: {outcome.reason}"
             if email_queries.move_recipient(conn, recipient.id, "bounced", now=now, error=outcome.reason):
-                event(EventType.BOUNCE, outcome.bounce_class, details)
+                emails_service.record_recipient_event(
+                    conn, recipient, EventType.BOUNCE, now, details, outcome.bounce_class
+                )
                 if outcome.suppress:
                     emails_service.suppress(
                         conn,

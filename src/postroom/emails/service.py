@@ -118,6 +118,28 @@ def record_event(
     webhooks_service.record_email_event(conn, team_id=team_id, event_id=event_id, event_type=event_type, now=now)
 
 
+def record_recipient_event(
+    conn: Connection,
+    recipient: Row[Any],
+    event_type: str,
+    now: datetime,
+    details: dict[str, Any],
+    bounce_class: int | None = None,
+) -> None:
+    """``record_event`` for a ``recipients`` row; its ``rcpt_type`` goes into the details."""
+    record_event(
+        conn,
+        team_id=recipient.team_id,
+        message_id=recipient.message_id,
+        recipient_id=recipient.id,
+        rcpt_to=recipient.email,
+        event_type=event_type,
+        now=now,
+        bounce_class=bounce_class,
+        details={"rcpt_type": recipient.rcpt_type, **details},
+    )
+
+
 def _approximate_size(request: SendRequest) -> int:
     size = sum(len(part or "") for part in (request.subject, request.html, request.text, request.amp_html))
     return size + sum(len(a.data) * 3 // 4 for a in request.attachments)

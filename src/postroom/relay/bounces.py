@@ -76,27 +76,6 @@ def record_report(
     return recorded
 
 
-def _event(
-    conn: Connection,
-    recipient: Row[Any],
-    event_type: EventType,
-    now: datetime,
-    details: dict[str, Any],
-    bounce_class: int | None = None,
-) -> None:
-    emails_service.record_event(
-        conn,
-        team_id=recipient.team_id,
-        message_id=recipient.message_id,
-        recipient_id=recipient.id,
-        rcpt_to=recipient.email,
-        event_type=event_type,
-        now=now,
-        bounce_class=bounce_class,
-        details={"rcpt_type": recipient.rcpt_type, **details},
-    )
-
-
 def _record_delivery_status(conn: Connection, recipient: Row[Any], report: Report, now: datetime) -> Recorded | None:
     blocks = report.blocks_for(recipient.email)
     block = next((b for b in blocks if b.action == "failed"), None) or next(
@@ -115,7 +94,7 @@ def _record_delivery_status(conn: Connection, recipient: Row[Any], report: Repor
     if block.action == "delayed":
         if recipient.status not in (*_PENDING, "delivered"):
             return None
-        _event(conn, recipient, EventType.DELAY, now, details, outcome.bounce_class)
+        emails_service.record_recipient_event(conn, recipient, EventType.DELAY, now, details, outcome.bounce_class)
         return Recorded(EventType.DELAY, recipient.id)
     if recipient.status in _PENDING:
         if not email_queries.move_recipient(conn, recipient.id, "bounced", now=now, error=outcome.reason):
@@ -127,7 +106,7 @@ def _record_delivery_status(conn: Connection, recipient: Row[Any], report: Repor
         event_type = EventType.OUT_OF_BAND
     else:  # already bounced, failed or suppressed: the report adds nothing
         return None
-    _event(conn, recipient, event_type, now, details, outcome.bounce_class)
+    emails_service.record_recipient_event(conn, recipient, event_type, now, details, outcome.bounce_class)
     if outcome.suppress:
         reporter = report.reporting_mta or report.reported_by or "a bounce report"
         emails_service.suppress(
@@ -148,7 +127,7 @@ def _record_complaint(
     if feedback is None or feedback.feedback_type == "not-spam":
         return None
     if not queries.has_event(conn, recipient.message_id, recipient.id, EventType.SPAM_COMPLAINT):
-        _event(
+        emails_service.record_recipient_event(
             conn,
             recipient,
             EventType.SPAM_COMPLAINT,
