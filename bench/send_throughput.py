@@ -513,13 +513,18 @@ def run_baseline(ctx: Any, tmp: Path, args: argparse.Namespace, body: bytes) -> 
     return result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per server (default 10)")
+def load_arguments(parser: argparse.ArgumentParser) -> None:
+    """The load options this benchmark and ``webhook_isolation.py`` share."""
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per run (default 10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first (default 2)")
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent connections (default 32)")
     parser.add_argument("--clients", type=int, default=1, help="load generator processes (default 1)")
     parser.add_argument("--tmp-dir", default=None, help="where the databases go (default: the system temp dir)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    load_arguments(parser)
     parser.add_argument("--serve-baseline", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--baseline-db", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

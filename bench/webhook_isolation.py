@@ -40,6 +40,7 @@ from send_throughput import (  # noqa: E402
     MAIL_HOSTNAME,
     SENDER_DOMAIN,
     LoadResult,
+    load_arguments,
     report,
     run_load,
     send_body,
@@ -199,12 +200,8 @@ def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per run (default 10)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first (default 2)")
-    parser.add_argument("--concurrency", type=int, default=32, help="concurrent connections (default 32)")
-    parser.add_argument("--clients", type=int, default=1, help="load generator processes (default 1)")
+    load_arguments(parser)
     parser.add_argument("--rounds", type=int, default=2, help="alternating pairs of runs (default 2)")
-    parser.add_argument("--tmp-dir", default=None, help="where the databases go (default: the system temp dir)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ctx = multiprocessing.get_context("spawn")
