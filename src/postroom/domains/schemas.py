@@ -192,15 +192,9 @@ class DomainDns(msgspec.Struct):
     last_checked_at: Timestamp | None
 
 
-class DomainDetail(msgspec.Struct, kw_only=True):
-    domain: str
-    status: str
-    status_label: str
-    can_send: bool
-    cname_status: str | None
-    dkim_status: str | None
-    created_at: Timestamp
-    updated_at: Timestamp
+class DomainDetail(DomainListItem, kw_only=True):
+    """A list item's fields, then the DNS checks and records."""
+
     dmarc_status: str | None
     spf_status: str | None
     is_primary_domain: bool
