@@ -372,3 +372,15 @@ def http_from(source_ip: str = "127.0.0.1") -> httpx.Client:
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def wait_for_state(client: Any, request_id: str, state: str, timeout: float = 15) -> Any:
+    """The transmission's detail (``GET /emails/{request_id}`` through the SDK) once it reaches ``state``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        detail = client.emails.get(request_id)
+        if detail.state == state:
+            return detail
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{request_id} stayed {detail.state}, events {[e.type for e in detail.events]}")
+        time.sleep(0.1)

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, select, text, update
 
 from postroom.domains.service import SendingDomain
 from postroom.models import scheduled_emails, work_items
-from tests.conftest import Backend, Server, bearer, http_from
+from tests.conftest import Backend, Server, bearer, http_from, wait_for_state
 from tests.support.dns_server import DnsServer
 from tests.support.smtp_sink import SmtpSink
 
@@ -35,17 +35,6 @@ from tests.support.smtp_sink import SmtpSink
 @pytest.fixture
 def client(server: Server, backend: Backend, sending_domain: SendingDomain) -> Lettr:
     return Lettr(backend.create_key().key, base_url=server.api_url)
-
-
-def wait_for_state(client: Lettr, request_id: str, state: str, timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        detail = client.emails.get(request_id)
-        if detail.state == state:
-            return detail
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{request_id} stayed {detail.state}, events {[e.type for e in detail.events]}")
-        time.sleep(0.1)
 
 
 def dkim_dns(dns_server: DnsServer, domain: SendingDomain) -> Any:

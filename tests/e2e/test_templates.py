@@ -19,7 +19,7 @@ from sqlalchemy import insert, select, update
 
 from postroom.domains.service import SendingDomain
 from postroom.models import folders, projects, scheduled_emails, teams, work_items
-from tests.conftest import Backend, Server, bearer, http_from
+from tests.conftest import Backend, Server, bearer, http_from, wait_for_state
 from tests.support.migrations import migrating
 from tests.support.smtp_sink import SmtpSink
 
@@ -346,17 +346,6 @@ def test_the_default_folders_come_with_the_migration_for_existing_projects(tmp_p
 
 def parsed(message: Any) -> Any:
     return email.message_from_bytes(message.data, policy=email.policy.default)
-
-
-def wait_for_state(client: Lettr, request_id: str, state: str, timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        detail = client.emails.get(request_id)
-        if detail.state == state:
-            return detail
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{request_id} stayed {detail.state}, events {[e.type for e in detail.events]}")
-        time.sleep(0.1)
 
 
 def test_a_template_send_is_rendered_for_each_recipient(
