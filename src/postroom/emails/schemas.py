@@ -66,16 +66,10 @@ def event_body(row: Row[Any]) -> dict[str, Any]:
     return body
 
 
-SENT_EMAIL_FIELDS = (
-    "event_id", "type", "timestamp", "request_id", "message_id", "subject", "friendly_from", "sending_domain",
-    "rcpt_to", "raw_rcpt_to", "recipient_domain", "mailbox_provider", "mailbox_provider_region", "sending_ip",
-    "click_tracking", "open_tracking", "transactional", "msg_size", "injection_time", "rcpt_meta",
-)  # fmt: skip
-
-
 def sent_email_body(row: Row[Any]) -> dict[str, Any]:
+    """A ``GET /emails`` item: the event's fields that ``SentEmail`` documents, in its order."""
     event = event_body(row)
-    return {name: event[name] for name in SENT_EMAIL_FIELDS}
+    return {name: event[name] for name in SentEmail.__struct_fields__}
 
 
 def encode_cursor(event_row_id: int) -> str:
