@@ -119,7 +119,7 @@ def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Respon
 
 
 def _provide_api_key(request: Request[Any, Any, Any]) -> ApiKeyRecord:
-    key: ApiKeyRecord = request.state.api_key
+    key: ApiKeyRecord = request.scope["state"]["api_key"]
     return key
 
 
