@@ -160,10 +160,18 @@ def _metrics_middleware(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_with_status)
         finally:
-            route = scope.get("path_template") or "unmatched"
-            prom.HTTP_REQUESTS.labels(scope.get("method", ""), route, str(status)).inc()
-            prom.HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)
+            labels = (scope.get("method", ""), scope.get("path_template") or "unmatched", status)
+            series = children.get(labels)
+            if series is None:  # ``labels()`` checks and converts its arguments each call: look each series up once
+                method, route, _ = labels
+                series = children[labels] = (
+                    prom.HTTP_REQUESTS.labels(method, route, str(status)),
+                    prom.HTTP_LATENCY.labels(route),
+                )
+            series[0].inc()
+            series[1].observe(time.perf_counter() - started)
 
+    children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
     return middleware
 
 
