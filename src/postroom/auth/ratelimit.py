@@ -196,12 +196,16 @@ class LocalStorage(Storage):
         return window
 
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        return self.count(key, expiry, amount)[0]
+
+    def count(self, key: str, expiry: int, amount: int = 1) -> tuple[int, float]:
+        """Add ``amount`` to the window of ``key``: its count after that, and when it ends (unix seconds)."""
         now = time.time()
         if len(self._windows) > 10_000:  # forget ended windows of teams that stopped calling
             self._windows = {k: w for k, w in self._windows.items() if w[1] > now}
         count, ends = self._live(key, now) or (0, now + expiry)
         self._windows[key] = (count + amount, ends)
-        return count + amount
+        return count + amount, ends
 
     async def get(self, key: str) -> int:
         window = self._live(key, time.time())
@@ -252,6 +256,19 @@ class RateLimiter:
         self._general = [("all", item) for item in general]
         self._send = self._general + [("send", item) for item in send]
         self.enabled = bool(general or send)
+        self._keys: dict[tuple[int, bool], list[tuple[str, RateLimitItem]]] = {}
+
+    def _counters(self, team_id: int, send: bool) -> list[tuple[str, RateLimitItem]]:
+        """The storage key and limit of each counter a request of ``team_id`` adds to (the keys are made once)."""
+        counters = self._keys.get((team_id, send))
+        if counters is None:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            team = str(team_id)
+            counters = self._keys[team_id, send] = [
+                (item.key_for(name, "team", team), item) for name, item in (self._send if send else self._general)
+            ]
+        return counters
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
@@ -259,17 +276,20 @@ class RateLimiter:
 
     async def hit(self, team_id: int, scope: Scope) -> Verdict | None:
         """Count one request of ``team_id`` needing ``scope``; None when no limit applies or the store failed."""
-        items = self._send if scope in SEND_SCOPES else self._general
-        if not items:
+        counters = self._counters(team_id, scope in SEND_SCOPES)
+        if not counters:
             return None
-        team = str(team_id)
+        storage = self.storage
+        local = storage if isinstance(storage, LocalStorage) else None
         tightest: Verdict | None = None
         retry_after: int | None = None
         try:
-            for name, item in items:
-                key = item.key_for(name, "team", team)
-                count = await self.storage.incr(key, item.get_expiry())
-                reset = await self.storage.get_expiry(key)
+            for key, item in counters:
+                if local is not None:  # one call, not two through ``limits``' exception wrappers
+                    count, reset = local.count(key, item.get_expiry())
+                else:
+                    count = await storage.incr(key, item.get_expiry())
+                    reset = await storage.get_expiry(key)
                 if count > item.amount:
                     wait = max(1, math.ceil(reset - time.time()))
                     retry_after = wait if retry_after is None else max(retry_after, wait)
