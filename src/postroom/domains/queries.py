@@ -12,11 +12,20 @@ from postroom.models import domain_events, domains, work_items
 
 _DOMAIN_IN_TEAM = Prepared(
     select(domains).where(domains.c.team_id == bindparam("team_id"), domains.c.domain == bindparam("name"))
-)  # every send asks
+)  # every delivery asks
+
+
+_STATUS_IN_TEAM = Prepared(
+    select(domains.c.status).where(domains.c.team_id == bindparam("team_id"), domains.c.domain == bindparam("name"))
+)  # every send asks whether its domain may send, and needs no more of the row
 
 
 def domain_in_team(conn: Connection, team_id: int, name: str) -> Row[Any] | None:
     return _DOMAIN_IN_TEAM.execute(conn, {"team_id": team_id, "name": name}).first()  # type: ignore[no-any-return]
+
+
+def domain_status_in_team(conn: Connection, team_id: int, name: str) -> str | None:
+    return _STATUS_IN_TEAM.execute(conn, {"team_id": team_id, "name": name}).scalar()  # type: ignore[no-any-return]
 
 
 def domain_anywhere(conn: Connection, name: str) -> Row[Any] | None:

@@ -95,7 +95,7 @@ class SendingDomain:
 
     @property
     def can_send(self) -> bool:
-        return self.status == "approved"
+        return status_can_send(self.status)
 
     @property
     def status_label(self) -> str:
@@ -185,6 +185,16 @@ def get_domain(conn: Connection, *, team_id: int, name: str) -> SendingDomain:
     if row is None:
         raise DomainNotFound()
     return SendingDomain.from_row(row)
+
+
+def status_can_send(status: str | None) -> bool:
+    """Whether a domain in ``status`` (None: no such domain) may send."""
+    return status == "approved"
+
+
+def may_send_from(conn: Connection, *, team_id: int, name: str) -> bool:
+    """Whether ``team_id`` has the domain ``name`` and it may send (the check every send makes)."""
+    return status_can_send(queries.domain_status_in_team(conn, team_id, name.lower()))
 
 
 def find_domain(conn: Connection, *, team_id: int, name: str) -> SendingDomain | None:

@@ -72,8 +72,7 @@ class Accepted:
 
 def _sending_domain(conn: Connection, team_id: int, request: SendRequest) -> None:
     name = domains_service.sending_domain_of(request.sending_domain)
-    domain = domains_service.find_domain(conn, team_id=team_id, name=name)
-    if domain is None or not domain.can_send:
+    if not domains_service.may_send_from(conn, team_id=team_id, name=name):
         raise UnconfiguredDomain()
 
 
