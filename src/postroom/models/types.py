@@ -39,11 +39,12 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; pass an aware UTC datetime")
-        value = value.astimezone(UTC)
+        if value.tzinfo is not UTC:
+            if value.tzinfo is None:
+                raise ValueError("naive datetimes are not stored; pass an aware UTC datetime")
+            value = value.astimezone(UTC)
         if dialect.name == "sqlite":
-            return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+            return value.isoformat(sep=" ", timespec="microseconds")[:26]  # without the "+00:00"
         return value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
