@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing.process
 import os
+import shutil
+import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,3 +86,47 @@ def serve_smtp_until(handler: Any, stop: Any, report_port: Callable[[int], None]
         stop.wait()
     finally:
         controller.stop()
+
+
+# -- a slower disk: every fsync held back ----------------------------------------------------------------------
+
+
+def slow_sync(argv: list[str], delay_ms: float) -> list[str]:
+    """``argv`` run so that each of its ``fsync``/``fdatasync`` calls returns ``delay_ms`` later than the disk
+    answered (strace's fault injection; with ``--seccomp-bpf`` no other system call stops). This stands in for a
+    disk whose flush takes that much longer than this machine's; ``delay_ms`` 0 runs ``argv`` as it is."""
+    if delay_ms <= 0:
+        return argv
+    strace = shutil.which("strace")
+    if strace is None:
+        raise RuntimeError("--fsync-delay-ms needs strace (apt-get install strace)")
+    calls = "fsync,fdatasync"
+    return [
+        strace, "--follow-forks", "--seccomp-bpf", "--output=/dev/null", f"--trace={calls}",
+        f"--inject={calls}:delay_exit={round(delay_ms * 1000)}", "--", *argv,
+    ]  # fmt: skip
+
+
+def served_pid(process: subprocess.Popen[bytes], delay_ms: float, timeout: float = 30) -> int:
+    """The server's own pid: ``process`` itself, or under ``slow_sync`` the program strace started."""
+    if delay_ms <= 0:
+        return process.pid
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = children.read_text().split() if children.exists() else []
+        if found:
+            return int(found[0])
+        time.sleep(0.02)
+    raise RuntimeError("the server did not start under strace")
+
+
+def stop_server(process: subprocess.Popen[bytes], delay_ms: float) -> None:
+    """``stop_popen`` for a server started through ``slow_sync``: SIGTERM goes to the server, and strace ends with
+    it (exiting as the server did)."""
+    if delay_ms > 0 and process.poll() is None:
+        with contextlib.suppress(RuntimeError, ProcessLookupError):
+            os.kill(served_pid(process, delay_ms, timeout=1), signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+    stop_popen(process)
