@@ -23,6 +23,7 @@ from litestar.exceptions import (
     NotFoundException,
     ValidationException,
 )
+from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.routes import HTTPRoute
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,6 +34,7 @@ from postroom.auth.guard import Authenticator, api_key_guard
 from postroom.auth.ratelimit import RateLimiter, add_rate_limit_headers
 from postroom.auth.scopes import PUBLIC, ROUTE_SCOPES
 from postroom.config import Settings
+from postroom.core.routes import assign_route_table
 from postroom.dashboard import routes as dashboard
 from postroom.db.engine import Database
 from postroom.domains import api as domains_api
@@ -125,22 +127,16 @@ def _provide_api_key(request: Request[Any, Any, Any]) -> ApiKeyRecord:
 
 def _assign_route_scopes(app: Litestar) -> None:
     """Copy each ``/api`` route's scope from ``ROUTE_SCOPES`` onto its handler; refuse any mismatch."""
-    seen: set[tuple[str, str]] = set()
+    routes: list[tuple[BaseRouteHandler, str, str]] = []
     for route in app.routes:
         if not isinstance(route, HTTPRoute) or not route.path_format.startswith("/api"):
             continue
         for method, (handler, _) in route.route_handler_map.items():
             if method == "OPTIONS":
                 handler.opt["scope"] = PUBLIC  # the automatic preflight answer: lists allowed methods, no data
-                continue
-            key = (method, route.path_format)
-            if key not in ROUTE_SCOPES:
-                raise RuntimeError(f"route {method} {route.path_format} has no scope in ROUTE_SCOPES")
-            handler.opt["scope"] = ROUTE_SCOPES[key]
-            seen.add(key)
-    unused = set(ROUTE_SCOPES) - seen
-    if unused:
-        raise RuntimeError(f"ROUTE_SCOPES names routes that do not exist: {sorted(unused)}")
+            else:
+                routes.append((handler, method, route.path_format))
+    assign_route_table(routes, ROUTE_SCOPES, opt="scope", table_name="ROUTE_SCOPES", surface="API")
 
 
 def _metrics_middleware(app: ASGIApp) -> ASGIApp:

@@ -107,7 +107,7 @@ def test_a_route_without_a_scope_stops_the_app_from_starting(backend: Backend, m
         return {}
 
     monkeypatch.setattr(app_module, "API_HANDLERS", [*app_module.API_HANDLERS, unguarded])
-    with pytest.raises(RuntimeError, match="GET /api/unguarded has no scope"):
+    with pytest.raises(RuntimeError, match="GET /api/unguarded has no entry in ROUTE_SCOPES"):
         app_module.build_app(backend.settings, backend.db)
 
 

@@ -14,6 +14,7 @@ from litestar.datastructures import CacheControlHeader
 from litestar.handlers import HTTPRouteHandler
 from litestar.static_files import create_static_files_router
 
+from postroom.core.routes import assign_route_table
 from postroom.dashboard.policy import PAGE_ACCESS, Stage
 from postroom.dashboard.routes import account, content, domains, emails, keys, overview, signin, team
 from postroom.dashboard.web import EXCEPTION_HANDLERS, STATIC_DIR, dashboard_guard
@@ -38,18 +39,16 @@ def _template(path: str) -> str:
 
 
 def _assign_access(handlers: list[HTTPRouteHandler]) -> None:
-    seen: set[tuple[str, str]] = {("GET", STATIC_PATH), ("HEAD", STATIC_PATH)}
-    for handler in handlers:
-        for path in handler.paths:
-            for method in handler.http_methods:
-                key = (method, _template(path))
-                if key not in PAGE_ACCESS:
-                    raise RuntimeError(f"dashboard route {method} {key[1]} has no entry in PAGE_ACCESS")
-                handler.opt["access"] = PAGE_ACCESS[key]
-                seen.add(key)
-    unused = set(PAGE_ACCESS) - seen
-    if unused:
-        raise RuntimeError(f"PAGE_ACCESS names dashboard routes that do not exist: {sorted(unused)}")
+    routes = [
+        (handler, method, _template(path))
+        for handler in handlers
+        for path in handler.paths
+        for method in handler.http_methods
+    ]
+    static = [("GET", STATIC_PATH), ("HEAD", STATIC_PATH)]  # the static files router is built in ``router()``
+    assign_route_table(
+        routes, PAGE_ACCESS, opt="access", table_name="PAGE_ACCESS", surface="dashboard", served_apart=static
+    )
 
 
 def router() -> Router:
