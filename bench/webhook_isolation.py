@@ -39,6 +39,7 @@ from _support import filesystem_of, free_port, stop_popen  # noqa: E402
 from send_throughput import (  # noqa: E402
     MAIL_HOSTNAME,
     SENDER_DOMAIN,
+    UNLIMITED,
     LoadResult,
     load_arguments,
     report,
@@ -151,6 +152,8 @@ def run(
                 "POSTROOM_SMTP_PORT": "0",
                 "POSTROOM_SMTPS_PORT": "0",
                 "POSTROOM_BOUNCE_PORT": "0",
+                "POSTROOM_RATE_LIMIT": UNLIMITED,  # the per-team limits would cap the load, not the server
+                "POSTROOM_SEND_RATE_LIMIT": UNLIMITED,
             }
         )
         key = json.loads(_cli(env, "keys", "create", "--name", "bench", "--json"))["key"]
