@@ -62,8 +62,9 @@ _SUBSCRIBERS = Prepared(
         webhooks.c.team_id == bindparam("team_id"), webhooks.c.enabled == true()
     )
 )
-_INSERT_PENDING = webhook_events.insert()
-_SCHEDULE_FLUSH = (
+# Every email event of a team with webhooks runs these two (db/direct.py).
+_INSERT_PENDING = Prepared(webhook_events.insert())
+_SCHEDULE_FLUSH = Prepared(
     update(webhooks)
     .where(
         webhooks.c.id == bindparam("webhook_id"),
@@ -79,13 +80,14 @@ def enabled_webhooks(conn: Connection, team_id: int) -> Sequence[Any]:
 
 
 def insert_pending_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    conn.execute(_INSERT_PENDING, rows)
+    for row in rows:  # one per subscribed endpoint: most teams have one
+        _INSERT_PENDING.execute(conn, row)
 
 
 def schedule_flush(conn: Connection, webhook_id: str, *, flush_at: datetime, threshold: datetime) -> bool:
     """Set ``flush_at`` unless a flush is already due at or after ``threshold``; True when this call set it."""
-    result = conn.execute(_SCHEDULE_FLUSH, {"webhook_id": webhook_id, "flush_at": flush_at, "threshold": threshold})
-    return result.rowcount == 1
+    result = _SCHEDULE_FLUSH.execute(conn, {"webhook_id": webhook_id, "flush_at": flush_at, "threshold": threshold})
+    return bool(result.rowcount == 1)
 
 
 def clear_flush(conn: Connection, webhook_id: str) -> None:
