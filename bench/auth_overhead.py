@@ -121,7 +121,7 @@ async def main() -> None:
         await measure(open_database(settings), "sqlite", args.requests)
     admin = os.environ.get("POSTROOM_TEST_POSTGRES_URL")
     if admin:
-        import asyncpg  # type: ignore[import-untyped]
+        import asyncpg
 
         name = f"postroom_bench_{secrets.token_hex(4)}"
         conn = await asyncpg.connect(admin)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import multiprocessing
 import os
 import platform
@@ -386,11 +387,12 @@ async def queue_messages(env: dict[str, str], count: int) -> Queued:
         left, last_id = count, ""
         while left:
             n = min(QUEUE_CHUNK, left)
-            last_id = await db.write(lambda conn, n=n: accept_many(conn, n))
+            last_id = await db.write(functools.partial(accept_many, n=n))
             left -= n
         seconds = time.perf_counter() - started
 
         row = await db.read(lambda conn: email_queries.message_by_id(conn, last_id))
+        assert row is not None
         stored = SendRequest.from_json(row.content)
         rounds = 100
         started = time.perf_counter()

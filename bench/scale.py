@@ -50,7 +50,7 @@ def postgres_cpu_by_pid() -> dict[int, float]:
 
 
 async def _admin(url: str, sql: str) -> None:
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     conn = await asyncpg.connect(url)
     try:
@@ -98,13 +98,13 @@ def run(admin_url: str, workers: int, args: argparse.Namespace, counters: Any, s
                         worker_cpu[i] = cpu_seconds(process.pid)
                 pg_last.update(postgres_cpu_by_pid())
                 time.sleep(0.05)
-            elapsed = counters.last_at.value - started
+            elapsed = float(counters.last_at.value) - started
         finally:
             for process in processes:
                 stop_popen(process)
             for log in logs:
                 log.close()
-        rate = args.messages / elapsed
+        rate: float = args.messages / elapsed
         pg_cpu = sum(cpu - pg_from.get(pid, 0.0) for pid, cpu in pg_last.items())
         print(
             f"{workers} worker(s): {rate:7.1f} msg/s | {args.messages} messages in {elapsed:6.2f} s | CPU (cores): "
