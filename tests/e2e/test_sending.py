@@ -26,7 +26,7 @@ from lettr._types import Attachment
 from sqlalchemy import Connection, select, text, update
 
 from postroom.domains.service import SendingDomain
-from postroom.models import scheduled_emails, work_items
+from postroom.models import idempotency_keys, scheduled_emails, work_items
 from tests.conftest import Backend, Server, bearer, http_from, wait_for_state
 from tests.support.dns_server import DnsServer
 from tests.support.smtp_sink import SmtpSink
@@ -250,6 +250,38 @@ def test_twenty_identical_concurrent_sends_make_one_message(
     sink.wait_for(1)
     time.sleep(0.5)
     assert len(sink.messages) == 1
+
+
+def test_an_idempotent_send_that_is_refused_replays_the_refusal(
+    server: Server, backend: Backend, sending_domain: SendingDomain
+) -> None:
+    key = backend.create_key()
+    headers = {**bearer(key.key), "Idempotency-Key": "refused-1"}
+    body = {"from": "news@unapproved.test", "to": ["a@example.test"], "subject": "s", "text": "t"}
+    with http_from() as http:
+        first = http.post(server.api_url + "/emails", json=body, headers=headers)
+        again = http.post(server.api_url + "/emails", json=body, headers=headers)
+        accepted = http.post(
+            server.api_url + "/emails",
+            json={**body, "from": "news@sender.test"},
+            headers={**bearer(key.key), "Idempotency-Key": "accepted-1"},
+        )
+    assert first.status_code == 400 and first.json()["error_code"] == "unconfigured_domain"
+    assert "idempotency-replayed" not in first.headers
+    assert (again.status_code, again.json()) == (400, first.json())
+    assert again.headers["idempotency-replayed"] == "true"
+    assert accepted.status_code == 200
+
+    def records(conn: Connection) -> dict[str, tuple[str, int | None]]:
+        rows = conn.execute(
+            select(idempotency_keys.c.key, idempotency_keys.c.status, idempotency_keys.c.response_status).where(
+                idempotency_keys.c.api_key_id == key.record.id
+            )
+        )
+        return {row.key: (row.status, row.response_status) for row in rows}
+
+    # The refusal and the accepted send are each stored finished: no claim is left in progress.
+    assert backend.read(records) == {"refused-1": ("done", 400), "accepted-1": ("done", 200)}
 
 
 def test_a_malformed_idempotency_key_gets_the_sdks_422(server: Server, backend: Backend) -> None:

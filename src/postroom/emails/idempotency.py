@@ -1,11 +1,11 @@
 """``Idempotency-Key`` on ``POST /api/emails``, exactly as the Lettr SDKs expect (lettr-api.md §6).
 
-Scope is team + API key. A key is claimed in its own committed transaction before the send is processed, so a
-concurrent duplicate sees it and gets 409 ``idempotency_in_progress`` (with ``Retry-After``) instead of sending
-twice. The outcome is stored with the claim: a replay returns the stored response with
-``Idempotency-Replayed: true``; the same key with another payload is 409 ``idempotency_key_conflict``. 2xx and 4xx
-outcomes are kept 24 hours; a 5xx (or a crash) releases the key so the caller may try again. A claim whose holder
-died is taken over after ``LOCK``.
+Scope is team + API key. A key is claimed in the transaction that accepts the send, and the outcome is stored in
+it too: a concurrent duplicate waits for that transaction (the single writer on SQLite, a transaction-scoped lock
+on PostgreSQL) and then replays its response with ``Idempotency-Replayed: true``. The same key with another payload
+is 409 ``idempotency_key_conflict``. 2xx and 4xx outcomes are kept 24 hours; a 5xx or a crash stores nothing, so
+the caller may try again. A claim recorded but not finished (``in_progress``) answers 409
+``idempotency_in_progress`` with ``Retry-After`` until ``LOCK`` has passed, then is taken over.
 """
 
 from __future__ import annotations
@@ -85,18 +85,8 @@ def claim(
 
 def complete(conn: Connection, *, record_id: int, status: int, body: dict[str, Any]) -> None:
     """Store the outcome to replay."""
-    queries.update_idempotency_record(
-        conn,
-        record_id,
-        {
-            "status": "done",
-            "locked_until": None,
-            "response_status": status,
-            "response_body": msgspec.json.encode(body).decode(),
-        },
-    )
+    queries.complete_idempotency_record(conn, record_id, status=status, body=msgspec.json.encode(body).decode())
 
 
-def release(conn: Connection, *, record_id: int) -> None:
-    """Forget the claim (after a server error), so the caller's retry runs the request again."""
-    queries.delete_idempotency_record(conn, record_id)
+CLAIM_ERRORS = (IdempotencyConflict, IdempotencyInProgress)
+"""What ``claim`` raises: answers about the key itself, never stored as its outcome."""

@@ -181,18 +181,40 @@ def _message_columns() -> list[Any]:
 # -- idempotency ----------------------------------------------------------------------------------------------
 
 
+# A send with an Idempotency-Key runs these (db/direct.py).
+_IDEMPOTENCY_RECORD = Prepared(
+    select(idempotency_keys).where(
+        idempotency_keys.c.team_id == bindparam("team_id"),
+        idempotency_keys.c.api_key_id == bindparam("api_key_id"),
+        idempotency_keys.c.key == bindparam("key"),
+    )
+)
+_INSERT_IDEMPOTENCY_RECORD = Prepared(idempotency_keys.insert().returning(idempotency_keys.c.id))
+_COMPLETE_IDEMPOTENCY_RECORD = Prepared(
+    update(idempotency_keys)
+    .where(idempotency_keys.c.id == bindparam("record_id"))
+    .values(
+        status="done",
+        locked_until=None,
+        response_status=bindparam("response_status"),
+        response_body=bindparam("response_body"),
+    )
+)
+
+
 def idempotency_record(conn: Connection, team_id: int, api_key_id: str, key: str) -> Row[Any] | None:
-    return conn.execute(
-        select(idempotency_keys).where(
-            idempotency_keys.c.team_id == team_id,
-            idempotency_keys.c.api_key_id == api_key_id,
-            idempotency_keys.c.key == key,
-        )
-    ).first()
+    found = _IDEMPOTENCY_RECORD.execute(conn, {"team_id": team_id, "api_key_id": api_key_id, "key": key})
+    return found.first()  # type: ignore[no-any-return]
 
 
 def insert_idempotency_record(conn: Connection, values: dict[str, Any]) -> int:
-    return int(conn.execute(idempotency_keys.insert().returning(idempotency_keys.c.id), values).scalar_one())
+    return int(_INSERT_IDEMPOTENCY_RECORD.execute(conn, values).scalar_one())
+
+
+def complete_idempotency_record(conn: Connection, record_id: int, *, status: int, body: str) -> None:
+    _COMPLETE_IDEMPOTENCY_RECORD.execute(
+        conn, {"record_id": record_id, "response_status": status, "response_body": body}
+    )
 
 
 def update_idempotency_record(conn: Connection, record_id: int, values: dict[str, Any]) -> None:

@@ -45,25 +45,25 @@ async def submit_send(
 ) -> Submitted:
     """Validate ``body`` (a ``POST /api/emails`` JSON object) and accept it; raises the Lettr errors.
 
-    With an ``idempotency_key`` the key is claimed first in its own transaction, and the outcome (a 2xx or a
-    4xx) is stored with the accepted send; a server error releases the key so a retry runs again.
+    With an ``idempotency_key`` the key is claimed in the accepting transaction and the outcome stored with the
+    send, so a duplicate that arrives meanwhile waits for that commit and replays it. A 4xx outcome is stored in a
+    transaction of its own (the accepting one rolled back); a server error or a crash stores nothing, so a retry
+    runs again.
     """
     send = parse_send_request(body)
-    record_id: int | None = None
-    if idempotency_key is not None:
-        key = idempotency_key
-        body_fingerprint = idempotency.fingerprint(body)
-        now = utcnow()
-        claimed = await db.write(
-            lambda conn: idempotency.claim(
-                conn, team_id=team_id, api_key_id=api_key_id, key=key, fingerprint=body_fingerprint, now=now
-            )
+    fingerprint = None if idempotency_key is None else idempotency.fingerprint(body)
+
+    def claim(conn: Connection) -> int | idempotency.StoredResponse | None:
+        if idempotency_key is None or fingerprint is None:
+            return None
+        return idempotency.claim(
+            conn, team_id=team_id, api_key_id=api_key_id, key=idempotency_key, fingerprint=fingerprint, now=utcnow()
         )
+
+    def accept(conn: Connection) -> Submitted:
+        claimed = claim(conn)
         if isinstance(claimed, idempotency.StoredResponse):
             return Submitted(claimed.status, claimed.body, replayed=True)
-        record_id = claimed
-
-    def accept(conn: Connection) -> dict[str, Any]:
         accepted = emails_service.accept(
             conn,
             team_id=team_id,
@@ -77,19 +77,24 @@ async def submit_send(
             SEND_MESSAGE,
             {"request_id": accepted.request_id, "accepted": accepted.accepted, "rejected": accepted.rejected},
         )
-        if record_id is not None:
-            idempotency.complete(conn, record_id=record_id, status=200, body=response)
-        return response
+        if claimed is not None:
+            idempotency.complete(conn, record_id=claimed, status=200, body=response)
+        return Submitted(200, response)
 
     try:
-        response = await db.write(accept)
-    except BaseException as error:
-        if record_id is not None:
-            held = record_id
-            if isinstance(error, PostroomError) and error.status < 500:  # a 4xx answers this payload: replay it
-                status, error_body = error.status, error.body()
-                await db.write(lambda conn: idempotency.complete(conn, record_id=held, status=status, body=error_body))
-            else:  # a server error or a crash: let the caller's retry run the request again
-                await db.write(lambda conn: idempotency.release(conn, record_id=held))
+        return await db.write(accept)
+    except PostroomError as error:
+        if idempotency_key is None or error.status >= 500 or isinstance(error, idempotency.CLAIM_ERRORS):
+            raise
+        status, error_body = error.status, error.body()
+
+        def refuse(conn: Connection) -> None:  # a 4xx answers this payload for good: replay it
+            claimed = claim(conn)
+            if isinstance(claimed, int):
+                idempotency.complete(conn, record_id=claimed, status=status, body=error_body)
+
+        try:
+            await db.write(refuse)
+        except idempotency.CLAIM_ERRORS:
+            pass  # the key was claimed meanwhile: this request still gets its own answer
         raise
-    return Submitted(200, response)
