@@ -10,6 +10,7 @@ fails the whole batch. Either way no caller hears "done" before its data is on d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -48,6 +49,7 @@ class GroupCommitWriter:
         self._engine = engine
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._conn: Connection | None = None  # the writer thread's own, kept between batches
         self._thread = threading.Thread(target=self._run, name="postroom-sqlite-writer", daemon=True)
         self._thread.start()
 
@@ -64,6 +66,12 @@ class GroupCommitWriter:
         self._thread.join()
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._discard()
+
+    def _serve(self) -> None:
         stopping = False
         while not stopping:
             job = self._queue.get()
@@ -81,31 +89,45 @@ class GroupCommitWriter:
                 batch.append(more)
             self._commit(batch)
 
+    def _connection(self) -> Connection:
+        """The connection batches run on: the thread keeps one, since a pool checkout and return per batch cost
+        more than a small batch's statements."""
+        if self._conn is None or self._conn.closed or self._conn.invalidated:
+            self._discard()
+            self._conn = self._engine.connect().execution_options(postroom_write=True)
+        return self._conn
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close; it is dropped either way
+                conn.close()
+
     def _commit(self, batch: list[_Job]) -> None:
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         try:
-            with self._engine.connect() as conn:
-                conn.execution_options(postroom_write=True)
-                with conn.begin():
-                    # Savepoints go straight to the driver: through SQLAlchemy each costs ~75 µs, more than the
-                    # inserts of a typical send together (db/direct.py).
-                    raw = conn.connection.driver_connection
-                    assert raw is not None
-                    for job in batch:
-                        if len(batch) == 1:
-                            outcomes.append((job, job.fn(conn), None))
-                            continue
-                        raw.execute("SAVEPOINT job")
-                        try:
-                            result = job.fn(conn)
-                        except Exception as exc:
-                            raw.execute("ROLLBACK TO job")
-                            raw.execute("RELEASE job")
-                            outcomes.append((job, None, exc))
-                        else:
-                            raw.execute("RELEASE job")
-                            outcomes.append((job, result, None))
+            conn = self._connection()
+            with conn.begin():
+                # Savepoints go straight to the driver: through SQLAlchemy each costs ~75 µs, more than the
+                # inserts of a typical send together (db/direct.py).
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                for job in batch:
+                    if len(batch) == 1:
+                        outcomes.append((job, job.fn(conn), None))
+                        continue
+                    raw.execute("SAVEPOINT job")
+                    try:
+                        result = job.fn(conn)
+                    except Exception as exc:
+                        raw.execute("ROLLBACK TO job")
+                        raw.execute("RELEASE job")
+                        outcomes.append((job, None, exc))
+                    else:
+                        raw.execute("RELEASE job")
+                        outcomes.append((job, result, None))
         except Exception as exc:
+            self._discard()  # whatever state a failed commit left, the next batch starts on a fresh connection
             for job in batch:
                 _resolve(job, None, exc)
             return
