@@ -137,3 +137,27 @@ def test_a_statement_the_database_refuses_rolls_back_its_unit_of_work_alone(data
     assert (before, after) == ("before", "after")
     assert isinstance(failed, IntegrityError)
     assert _names(database) == {"first", "before", "after"}
+
+
+def test_a_batch_whose_commit_fails_fails_alone_and_the_next_one_commits(database: SQLiteDatabase) -> None:
+    from postroom.models import projects
+
+    def orphan(conn: Connection) -> None:
+        # Checked at COMMIT, not at the statement: the commit itself is refused.
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
+        conn.execute(projects.insert().values(team_id=987654, name="orphan", created_at=T0, updated_at=T0))
+
+    async def scenario() -> str:
+        with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+            await database.write(orphan)
+        return str(await database.write(_insert("after a failed commit")))
+
+    assert asyncio.run(scenario()) == "after a failed commit"
+    assert "after a failed commit" in _names(database)
+
+    def orphans(conn: Connection) -> int:
+        return int(
+            conn.execute(select(func.count()).select_from(projects).where(projects.c.team_id == 987654)).scalar_one()
+        )
+
+    assert asyncio.run(database.read(orphans)) == 0
