@@ -29,7 +29,9 @@ needs about ten times wrk's CPU per request, which on a small machine it takes f
 time the server and the load generator used during the measured run is printed as a share of one core, so a
 saturated side shows. After each run the rows in the database are compared with the 200s the load generator saw:
 every 200 must be a committed row (wrk stops with requests still open, so up to one per connection per run may be
-committed unseen).
+committed unseen). With wrk, each postroom run is followed by a paced one (``--paced``, default 0.5): every
+connection pauses before each request so that together they ask for half the rate just measured, and the p99
+there is checked against security-notes PERF-01 (p99 <= 50 ms at half the maximum rate).
 
     .venv/bin/python bench/send_throughput.py [--duration 10] [--concurrency 32] [--clients 1] [--warmup 2]
         [--load wrk|httpx]
@@ -333,6 +335,8 @@ class LoadResult:
     server_cpu: float = 0.0
     # Requests that may have been committed without the client reading the 200: wrk stops mid-request.
     open_at_end: int = 0
+    # With --paced: req/s, p50 and p99 when the connections ask for a share of ``rps`` only.
+    paced: tuple[float, float, float] | None = None
 
     def committed(self, rows: int) -> str:
         """Whether ``rows`` committed agree with the 200s seen: every 200 is a row, and at most the requests
@@ -362,6 +366,10 @@ for line in io.open(os.getenv("BENCH_HEADERS"), "rb"):lines() do
   local name, value = line:match("^([^:]+): (.*)$")
   if name then wrk.headers[name] = value end
 end
+local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+if pause > 0 then
+  delay = function() return pause end  -- each connection waits this long before each request
+end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("BENCH %d %d %d %d %d %d %d %d %d\\n", summary.duration, summary.requests, e.status,
@@ -370,7 +378,9 @@ end
 """
 
 
-def _wrk(url: str, files: dict[str, Path], args: argparse.Namespace, seconds: float) -> dict[str, int]:
+def _wrk(
+    url: str, files: dict[str, Path], args: argparse.Namespace, seconds: float, delay_ms: int = 0
+) -> dict[str, int]:
     completed = subprocess.run(
         [
             "wrk",
@@ -381,7 +391,12 @@ def _wrk(url: str, files: dict[str, Path], args: argparse.Namespace, seconds: fl
             f"--script={files['script']}",
             url,
         ],
-        env={**os.environ, "BENCH_BODY": str(files["body"]), "BENCH_HEADERS": str(files["headers"])},
+        env={
+            **os.environ,
+            "BENCH_BODY": str(files["body"]),
+            "BENCH_HEADERS": str(files["headers"]),
+            "BENCH_DELAY_MS": str(delay_ms),
+        },
         capture_output=True,
         text=True,
         timeout=seconds + 120,
@@ -394,15 +409,37 @@ def _wrk(url: str, files: dict[str, Path], args: argparse.Namespace, seconds: fl
     return dict(zip(names, map(int, line.split()[1:]), strict=True))
 
 
-def run_wrk(url: str, headers: dict[str, str], body: bytes, args: argparse.Namespace, server_pid: int) -> LoadResult:
-    """wrk (C, one event loop per ``--clients`` thread) keeps ``--concurrency`` connections busy: a warm-up run, then
-    the measured one. It costs a fraction of the CPU per request that an httpx client does, so on a small machine
-    the server under test keeps more of the cores. Every response that is not 2xx counts as a failure."""
+@contextlib.contextmanager
+def _wrk_files(headers: dict[str, str], body: bytes) -> Iterator[dict[str, Path]]:
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as folder:
         files = {name: Path(folder) / name for name in ("script", "body", "headers")}
         files["script"].write_text(WRK_SCRIPT)
         files["body"].write_bytes(body)
         files["headers"].write_text("".join(f"{name}: {value}\n" for name, value in headers.items()))
+        yield files
+
+
+def run_paced(
+    url: str, headers: dict[str, str], body: bytes, args: argparse.Namespace, full_rate: float
+) -> tuple[int, float, float, float]:
+    """2xx answers, requests per second, p50 and p99 (seconds) when each connection pauses before each request so
+    that together they ask for ``args.paced`` of ``full_rate``. A 2 s run first measures how long a request takes
+    at that load, and the pause is shortened by that much."""
+    cycle_ms = args.concurrency / (args.paced * full_rate) * 1000  # each connection's time per request
+    with _wrk_files(headers, body) as files:
+        probe = _wrk(url, files, args, 2, delay_ms=round(cycle_ms))
+        busy_ms = args.concurrency / max(1.0, probe["requests"] / (probe["duration"] / 1e6)) * 1000 - cycle_ms
+        run = _wrk(url, files, args, args.duration, delay_ms=max(1, round(cycle_ms - max(0.0, busy_ms))))
+    seconds = run["duration"] / 1e6
+    ok = probe["requests"] - probe["status"] + run["requests"] - run["status"]
+    return ok, (run["requests"] - run["status"]) / seconds, run["p50"] / 1e6, run["p99"] / 1e6
+
+
+def run_wrk(url: str, headers: dict[str, str], body: bytes, args: argparse.Namespace, server_pid: int) -> LoadResult:
+    """wrk (C, one event loop per ``--clients`` thread) keeps ``--concurrency`` connections busy: a warm-up run, then
+    the measured one. It costs a fraction of the CPU per request that an httpx client does, so on a small machine
+    the server under test keeps more of the cores. Every response that is not 2xx counts as a failure."""
+    with _wrk_files(headers, body) as files:
         warm = _wrk(url, files, args, args.warmup) if args.warmup > 0 else None
         children_from = os.times()
         server_from = cpu_seconds(server_pid)
@@ -499,6 +536,14 @@ def report(label: str, result: LoadResult) -> None:
         f"{result.ok} x 200 in window, other: {failed} | CPU: server {result.server_cpu:4.0%}, "
         f"load generator {result.client_cpu:4.0%} of one core"
     )
+    if result.paced is not None:
+        rate, p50, p99 = result.paced
+        verdict = "OK" if p99 <= PACED_P99 else "OVER TARGET"
+        print(
+            f"{'':<9} {rate:8.1f} req/s | p50 {p50 * 1000:7.2f} ms | p99 {p99 * 1000:7.2f} ms | paced at "
+            f"{rate / result.rps:.0%} of the rate above (target p99 <= {PACED_P99 * 1000:g} ms at half the "
+            f"maximum rate): {verdict}"
+        )
 
 
 def count_rows(db_path: Path, table: str) -> tuple[int, str]:
@@ -513,6 +558,8 @@ def count_rows(db_path: Path, table: str) -> tuple[int, str]:
 
 # -- the two runs -----------------------------------------------------------------------------------------------
 
+
+PACED_P99 = 0.050  # security-notes PERF-01: p99 <= 50 ms at half the maximum rate
 
 # The per-team limits (1000/second by default) would cap the measurement rather than the server.
 UNLIMITED = "1000000/second"
@@ -565,6 +612,11 @@ def run_postroom(ctx: Any, tmp: Path, args: argparse.Namespace, body: bytes, com
         pid = served_pid(server, args.fsync_delay_ms)
         result = run_load(ctx, f"http://127.0.0.1:{port}/api/emails", headers, body, args, pid)
         sent_during_run = delivered.value
+        if args.paced > 0 and args.load == "wrk":
+            ok, rate, p50, p99 = run_paced(f"http://127.0.0.1:{port}/api/emails", headers, body, args, result.rps)
+            result.paced = (rate, p50, p99)
+            result.ok_total += ok  # its rows are in the database too
+            result.open_at_end += 2 * args.concurrency
         stack.close()  # stop the server (it finishes in-flight deliveries) before reading the database
         if server.returncode not in (0, -signal.SIGTERM):
             print(f"  postroom {command} exited with {server.returncode}; log tail:\n{log_path.read_text()[-2000:]}")
@@ -639,6 +691,13 @@ def load_arguments(parser: argparse.ArgumentParser) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     load_arguments(parser)
+    parser.add_argument(
+        "--paced",
+        type=float,
+        default=0.5,
+        help="after each postroom run, run again with the connections asking for this share of its rate, for the "
+        "latency at that load (wrk only; default 0.5; 0 skips it)",
+    )
     parser.add_argument(
         "--fsync-delay-ms",
         type=float,
