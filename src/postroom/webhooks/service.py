@@ -82,7 +82,6 @@ def url_key(target: Target) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-@functools.lru_cache(maxsize=1024)
 def _filter(event_types: str) -> frozenset[str]:
     """The event names an endpoint's stored filter (a JSON list) lets through; every event asks."""
     return frozenset(msgspec.json.decode(event_types))
