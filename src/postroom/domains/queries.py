@@ -10,14 +10,9 @@ from sqlalchemy import Connection, Row, bindparam, delete, select, update
 from postroom.db.direct import Prepared
 from postroom.models import domain_events, domains, work_items
 
-_DOMAIN_IN_TEAM = Prepared(
-    select(domains).where(domains.c.team_id == bindparam("team_id"), domains.c.domain == bindparam("name"))
-)  # every delivery asks
-
-
-_STATUS_IN_TEAM = Prepared(
-    select(domains.c.status).where(domains.c.team_id == bindparam("team_id"), domains.c.domain == bindparam("name"))
-)  # every send asks whether its domain may send, and needs no more of the row
+_IN_TEAM = (domains.c.team_id == bindparam("team_id"), domains.c.domain == bindparam("name"))
+_DOMAIN_IN_TEAM = Prepared(select(domains).where(*_IN_TEAM))  # every delivery asks
+_STATUS_IN_TEAM = Prepared(select(domains.c.status).where(*_IN_TEAM))  # every send asks, and needs no more
 
 
 def domain_in_team(conn: Connection, team_id: int, name: str) -> Row[Any] | None:
