@@ -140,6 +140,9 @@ def _assign_route_scopes(app: Litestar) -> None:
 
 
 def _metrics_middleware(app: ASGIApp) -> ASGIApp:
+    # ``labels()`` checks and converts its arguments on every call: each series is looked up once.
+    children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
@@ -158,7 +161,7 @@ def _metrics_middleware(app: ASGIApp) -> ASGIApp:
         finally:
             labels = (scope.get("method", ""), scope.get("path_template") or "unmatched", status)
             series = children.get(labels)
-            if series is None:  # ``labels()`` checks and converts its arguments each call: look each series up once
+            if series is None:
                 method, route, _ = labels
                 series = children[labels] = (
                     prom.HTTP_REQUESTS.labels(method, route, str(status)),
@@ -167,7 +170,6 @@ def _metrics_middleware(app: ASGIApp) -> ASGIApp:
             series[0].inc()
             series[1].observe(time.perf_counter() - started)
 
-    children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
     return middleware
 
 
