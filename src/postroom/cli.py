@@ -340,6 +340,20 @@ async def _users_create_admin(db: Database, args: argparse.Namespace, settings: 
 # -- serve / migrate ----------------------------------------------------------------------------------------
 
 
+def _freeze_startup_heap() -> None:
+    """Keep what start-up made (modules, the application, compiled statements) out of the cyclic collector's scans.
+
+    A long-running process holds ~150,000 objects from start-up, types and functions among them, and a full
+    collection walks them all: ~90 ms with the interpreter lock held, every few seconds under load, during which no
+    request is answered. Frozen, they are skipped (they are still freed by reference counting), and a full
+    collection walks only what was made since.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def _background_work(db: Database, settings: Settings) -> tuple[Any, Callable[[], list[Any]]]:
     """The worker (a dispatcher over the outbox) and the maintenance loop, as coroutine factories."""
     from postroom.delivery.tasks import DeliveryTasks
@@ -398,6 +412,9 @@ def _serve(settings: Settings, *, with_worker: bool = True, with_smtp: bool = Fa
             limiter = app.state.rate_limiter  # one window per team for HTTP and SMTP sends
             smtp_listeners.append(await start_listeners(settings, db, smtp_sockets, wake=wake, rate_limiter=limiter))
 
+    async def freeze_heap() -> None:
+        _freeze_startup_heap()
+
     async def stop() -> None:
         for listener in smtp_listeners:  # refuse new mail first; what was acknowledged is committed
             await listener.close()
@@ -411,7 +428,7 @@ def _serve(settings: Settings, *, with_worker: bool = True, with_smtp: bool = Fa
     app = build_app(
         settings,
         db,
-        on_startup=[start_worker, start_smtp],
+        on_startup=[start_worker, start_smtp, freeze_heap],
         on_shutdown=[stop],
         wake_worker=None if dispatcher is None else dispatcher.wake,
     )
@@ -476,6 +493,7 @@ def _smtp(settings: Settings) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
         _print_smtp_ports(settings, sockets)
+        _freeze_startup_heap()
         await stopping.wait()
         await listeners.close()
         await limiter.close()
@@ -503,6 +521,7 @@ def _worker(settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
+        _freeze_startup_heap()
         print(f"Postroom {__version__} worker started", file=sys.stderr, flush=True)
         await stopping.wait()
         released = await dispatcher.shutdown(settings.worker_shutdown_seconds)

@@ -105,3 +105,12 @@ def test_metrics_are_served_to_this_machine_only(server: Server) -> None:
         response = http.get(server.base_url + "/metrics")
     assert response.status_code == 403
     assert response.json() == {"message": "Access denied. Your IP address is not allowed."}
+
+
+def test_a_started_server_keeps_its_start_up_heap_out_of_the_collector(server: Server) -> None:
+    """After start-up the objects it made are frozen, so a full collection does not walk them (cli.py)."""
+    with http_from("127.0.0.1") as http:
+        response = http.get(server.base_url + "/metrics")
+    assert response.status_code == 200
+    [line] = [x for x in response.text.splitlines() if x.startswith("postroom_gc_frozen_objects ")]
+    assert float(line.split()[1]) > 50_000  # the modules and the application, not a handful of stragglers

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import gc
+
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter("postroom_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 HTTP_LATENCY = Histogram(
@@ -12,3 +14,8 @@ HTTP_LATENCY = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 AUTH_REJECTIONS = Counter("postroom_auth_rejections_total", "Requests refused by the API guard", ["reason"])
+GC_FROZEN = Gauge(
+    "postroom_gc_frozen_objects",
+    "Objects from start-up kept out of the cyclic garbage collector's scans (0 until start-up has finished)",
+)
+GC_FROZEN.set_function(gc.get_freeze_count)
