@@ -30,8 +30,10 @@ time the server and the load generator used during the measured run is printed a
 saturated side shows. After each run the rows in the database are compared with the 200s the load generator saw:
 every 200 must be a committed row (wrk stops with requests still open, so up to one per connection per run may be
 committed unseen). With wrk, each postroom run is followed by a paced one (``--paced``, default 0.5): every
-connection pauses before each request so that together they ask for half the rate just measured, and the p99
-there is checked against security-notes PERF-01 (p99 <= 50 ms at half the maximum rate).
+connection pauses before each request so that together they ask for half the rate just measured, and p50 and p99
+there are checked against security-notes PERF-02 (at half the maximum rate, p50 <= 10 ms and p99 <= 50 ms). The
+pauses are random (exponential, so requests arrive independently, as from many clients); equal pauses would keep
+the connections in step, each batch's answers starting the next burst together.
 
     .venv/bin/python bench/send_throughput.py [--duration 10] [--concurrency 32] [--clients 1] [--warmup 2]
         [--load wrk|httpx]
@@ -368,7 +370,10 @@ for line in io.open(os.getenv("BENCH_HEADERS"), "rb"):lines() do
 end
 local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
 if pause > 0 then
-  delay = function() return pause end  -- each connection waits this long before each request
+  math.randomseed(os.time())
+  -- Each connection waits before each request: a random pause (exponential, mean ``pause``), so that requests
+  -- arrive independently, as from many clients, instead of in step after each batch's answers.
+  delay = function() return math.floor(-pause * math.log(1 - math.random()) + 0.5) end
 end
 function done(summary, latency, requests)
   local e = summary.errors
@@ -422,9 +427,9 @@ def _wrk_files(headers: dict[str, str], body: bytes) -> Iterator[dict[str, Path]
 def run_paced(
     url: str, headers: dict[str, str], body: bytes, args: argparse.Namespace, full_rate: float
 ) -> tuple[int, float, float, float]:
-    """2xx answers, requests per second, p50 and p99 (seconds) when each connection pauses before each request so
-    that together they ask for ``args.paced`` of ``full_rate``. A 2 s run first measures how long a request takes
-    at that load, and the pause is shortened by that much."""
+    """2xx answers, requests per second, p50 and p99 (seconds) when each connection pauses before each request (a
+    random time around a mean) so that together they ask for ``args.paced`` of ``full_rate``. A 2 s run first
+    measures how long a request takes at that load, and the mean pause is shortened by that much."""
     cycle_ms = args.concurrency / (args.paced * full_rate) * 1000  # each connection's time per request
     with _wrk_files(headers, body) as files:
         probe = _wrk(url, files, args, 2, delay_ms=round(cycle_ms))
@@ -538,11 +543,11 @@ def report(label: str, result: LoadResult) -> None:
     )
     if result.paced is not None:
         rate, p50, p99 = result.paced
-        verdict = "OK" if p99 <= PACED_P99 else "OVER TARGET"
+        verdict = "OK" if p50 <= PACED_P50 and p99 <= PACED_P99 else "OVER TARGET"
         print(
             f"{'':<9} {rate:8.1f} req/s | p50 {p50 * 1000:7.2f} ms | p99 {p99 * 1000:7.2f} ms | paced at "
-            f"{rate / result.rps:.0%} of the rate above (target p99 <= {PACED_P99 * 1000:g} ms at half the "
-            f"maximum rate): {verdict}"
+            f"{rate / result.rps:.0%} of the rate above (target at half the maximum rate: p50 <= "
+            f"{PACED_P50 * 1000:g} ms, p99 <= {PACED_P99 * 1000:g} ms): {verdict}"
         )
 
 
@@ -559,7 +564,7 @@ def count_rows(db_path: Path, table: str) -> tuple[int, str]:
 # -- the two runs -----------------------------------------------------------------------------------------------
 
 
-PACED_P99 = 0.050  # security-notes PERF-01: p99 <= 50 ms at half the maximum rate
+PACED_P50, PACED_P99 = 0.010, 0.050  # security-notes PERF-02: at half the maximum rate, p50 <= 10 ms, p99 <= 50 ms
 
 # The per-team limits (1000/second by default) would cap the measurement rather than the server.
 UNLIMITED = "1000000/second"
