@@ -45,5 +45,6 @@ fi
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy
 .venv/bin/mypy bench  # the benchmarks import each other through their folder, so they are checked on their own
+.venv/bin/mypy tests
 .venv/bin/python bench/auth_overhead.py --requests 2000
 .venv/bin/pytest -q "$@"

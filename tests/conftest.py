@@ -149,7 +149,7 @@ def _make_backend(name: str, tmp: Path, loop: LoopThread) -> Backend:
             if os.environ.get("POSTROOM_REQUIRE_POSTGRES") == "1":
                 pytest.fail("POSTROOM_REQUIRE_POSTGRES=1 but POSTROOM_TEST_POSTGRES_URL is not set")
             pytest.skip("PostgreSQL not configured (set POSTROOM_TEST_POSTGRES_URL; see scripts/postgres.sh)")
-        import asyncpg  # type: ignore[import-untyped]
+        import asyncpg
 
         database = f"postroom_test_{secrets.token_hex(4)}"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import Connection, delete, text, update
@@ -78,8 +79,8 @@ def test_an_edit_behind_the_databases_back_breaks_the_hash_chain(own_backend: Ba
     now = utcnow()
     ids = [
         own_backend.write(
-            lambda conn, i=i: audit.record(
-                conn,
+            partial(
+                audit.record,
                 team_id=own_backend.team_id,
                 actor="bob@a.test",
                 action="member.role_changed",
@@ -138,8 +139,12 @@ def test_sign_in_throttle_grows_per_account_and_caps_per_ip(backend: Backend) ->
     now = utcnow()
     for i in range(5):
         backend.write(
-            lambda conn, i=i: accounts.record_attempt(
-                conn, email=email, ip=f"192.0.2.{i}", outcome="failure", now=now - timedelta(seconds=10)
+            partial(
+                accounts.record_attempt,
+                email=email,
+                ip=f"192.0.2.{i}",
+                outcome="failure",
+                now=now - timedelta(seconds=10),
             )
         )
     assert backend.read(lambda conn: accounts.sign_in_wait(conn, email=email, ip="198.51.100.1", now=now)) == 0
@@ -151,9 +156,7 @@ def test_sign_in_throttle_grows_per_account_and_caps_per_ip(backend: Backend) ->
 
     ip = f"203.0.113.{secrets.randbelow(200)}"
     for i in range(20):
-        backend.write(
-            lambda conn, i=i: accounts.record_attempt(conn, email=f"u{i}@x.test", ip=ip, outcome="failure", now=now)
-        )
+        backend.write(partial(accounts.record_attempt, email=f"u{i}@x.test", ip=ip, outcome="failure", now=now))
     assert backend.read(lambda conn: accounts.sign_in_wait(conn, email="fresh@x.test", ip=ip, now=now)) == 60
 
 

@@ -33,7 +33,8 @@ def test_concurrent_writes_all_commit_and_a_failing_one_rolls_back_alone(backend
 
     async def many() -> list[object]:
         jobs = [backend.db.write(insert(f"writer-{i}", fail=(i == 7))) for i in range(50)]
-        return await asyncio.gather(*jobs, return_exceptions=True)
+        outcomes: list[object] = await asyncio.gather(*jobs, return_exceptions=True)
+        return outcomes
 
     results = backend.loop.run(many())
     assert isinstance(results[7], ValueError)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, bindparam, delete, select, update
@@ -31,7 +32,7 @@ def _item(ref: str) -> dict[str, object]:
 def test_insert_returning_select_and_update_match_sqlalchemy(backend: Backend) -> None:
     ref = f"direct-{backend.name}"
 
-    def work(conn: Connection) -> tuple[object, ...]:
+    def work(conn: Connection) -> tuple[Any, ...]:
         inserted = _INSERT.execute(conn, _item(ref)).one()  # "attempts" left out: its column default applies
         _INSERT.execute(conn, _item(ref))
         bumped = _BUMP.execute(conn, {"item_ref": ref, "new_run_at": T0 + timedelta(seconds=1)}).rowcount
@@ -54,7 +55,7 @@ def test_insert_returning_select_and_update_match_sqlalchemy(backend: Backend) -
 
 
 def test_results_answer_like_sqlalchemy_results(backend: Backend) -> None:
-    def work(conn: Connection) -> tuple[object, ...]:
+    def work(conn: Connection) -> tuple[Any, ...]:
         result = _DEFAULT_PROJECTS.execute(conn)
         rows = result.fetchall()
         return rows, _DEFAULT_PROJECTS.execute(conn).scalar(), _BY_REF.execute(conn, {"ref": "none such"}).first()

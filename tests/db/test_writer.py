@@ -84,7 +84,8 @@ def test_a_cancelled_caller_does_not_undo_or_stall_the_batch(database: SQLiteDat
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
             await first
-        return await asyncio.gather(*(database.write(_insert(f"next {i}")) for i in range(20)))
+        names: list[str] = await asyncio.gather(*(database.write(_insert(f"next {i}")) for i in range(20)))
+        return names
 
     assert asyncio.run(scenario()) == [f"next {i}" for i in range(20)]
     assert {"cancelled caller", *(f"next {i}" for i in range(20))} <= _names(database)
@@ -114,7 +115,7 @@ def test_writes_from_event_loops_in_two_threads_all_commit(database: SQLiteDatab
     assert {f"{p}-{c}-{i}" for p in "ab" for c in range(10) for i in range(10)} <= names
 
     async def count() -> int:
-        return int(await database.read(lambda conn: conn.execute(select(func.count()).select_from(teams)).scalar()))
+        return int(await database.read(lambda conn: conn.execute(select(func.count()).select_from(teams)).scalar_one()))
 
     assert asyncio.run(count()) == 200
 
@@ -126,12 +127,13 @@ def test_a_statement_the_database_refuses_rolls_back_its_unit_of_work_alone(data
 
     async def scenario() -> list[object]:
         await database.write(_insert("first"))  # id 1
-        return await asyncio.gather(
+        outcomes: list[object] = await asyncio.gather(
             database.write(_insert("before")),
             database.write(duplicate),
             database.write(_insert("after")),
             return_exceptions=True,
         )
+        return outcomes
 
     before, failed, after = asyncio.run(scenario())
     assert (before, after) == ("before", "after")

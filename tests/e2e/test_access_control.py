@@ -31,7 +31,7 @@ SEND_ROUTES = {("POST", "/api/emails"), ("POST", "/api/emails/scheduled")}
 def api_routes(backend: Backend) -> list[tuple[str, str]]:
     """Every (method, path) the application serves under /api, read from its router."""
     app = build_app(backend.settings, backend.db)
-    routes = []
+    routes: list[tuple[str, str]] = []
     for route in app.routes:
         if isinstance(route, HTTPRoute) and route.path_format.startswith("/api"):
             routes.extend((m, route.path_format) for m in route.route_handler_map if m != "OPTIONS")

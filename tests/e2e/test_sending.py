@@ -87,8 +87,9 @@ def test_a_send_arrives_dkim_signed_with_every_part(
     dkim_header = parsed["DKIM-Signature"].replace("\r\n", "").replace(" ", "")
     assert "list-unsubscribe:list-unsubscribe-post" in dkim_header
     assert parsed["Message-ID"].startswith(f"<{response.request_id}.")
-    assert parsed.get_body(("plain",)).get_content().strip() == "Plain body"
-    assert parsed.get_body(("html",)).get_content().strip() == "<p>HTML body</p>"
+    plain, html = parsed.get_body(("plain",)), parsed.get_body(("html",))
+    assert plain is not None and plain.get_content().strip() == "Plain body"
+    assert html is not None and html.get_content().strip() == "<p>HTML body</p>"
     [attachment] = list(parsed.iter_attachments())
     assert attachment.get_filename() == "a.txt" and attachment.get_content() == "hello"
 
@@ -202,7 +203,12 @@ def test_idempotency_replays_conflicts_and_reports_in_progress(
 ) -> None:
     created = backend.create_key()  # idempotency records belong to one key: this test holds one as that key
     client = Lettr(created.key, base_url=server.api_url)
-    send = {"from_email": "news@sender.test", "to": ["idem@example.test"], "subject": "Once", "text": "x"}
+    send: dict[str, Any] = {
+        "from_email": "news@sender.test",
+        "to": ["idem@example.test"],
+        "subject": "Once",
+        "text": "x",
+    }
     first = client.emails.send(**send, idempotency_key="order-1")
     again = client.emails.send(**send, idempotency_key="order-1")
     assert again.request_id == first.request_id and again.replayed and not first.replayed

@@ -208,8 +208,9 @@ def test_smtplib_over_starttls_sends_a_message_that_arrives_dkim_signed_with_a_v
         assert parsed["Subject"] == "Hello"
         assert parsed["X-Campaign"] == "autumn"
         assert parsed["Message-ID"].startswith(f"<{request_id}.")
-        assert parsed.get_body(("plain",)).get_content().strip() == "Plain body"
-        assert parsed.get_body(("html",)).get_content().strip() == "<p>HTML body</p>"
+        plain, html = parsed.get_body(("plain",)), parsed.get_body(("html",))
+        assert plain is not None and plain.get_content().strip() == "Plain body"
+        assert html is not None and html.get_content().strip() == "<p>HTML body</p>"
 
     delivered_events = events(relay.server, key, request_id, "delivery", count=3)
     assert sorted(e["rcpt_type"] for e in delivered_events) == ["bcc", "cc", "to"]
@@ -270,7 +271,8 @@ def test_swaks_sends_through_the_relay(
     assert dkim_verifies(received, sending_domain)
     parsed = email.message_from_bytes(received.data, policy=email.policy.default)
     assert parsed["Subject"] == "via swaks"
-    assert parsed.get_body(("plain",)).get_content().strip() == "Sent with swaks."
+    plain = parsed.get_body(("plain",))
+    assert plain is not None and plain.get_content().strip() == "Sent with swaks."
 
 
 @swaks

@@ -8,6 +8,7 @@ import email.policy
 import re
 import secrets
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -516,21 +517,23 @@ def test_another_teams_templates_folders_and_projects_are_invisible(
     assert mine.slug not in [t.slug for t in theirs.templates.list(per_page=100).templates]
     assert mine.project_id not in [f.project_id for f in theirs.folders.list().folders]
     project_missing = f"Project with ID '{mine.project_id}' was not found or you don't have access to it."
-    for call in (
+    calls: tuple[Callable[[], object], ...] = (
         lambda: theirs.templates.get(mine.slug),
         lambda: theirs.templates.get_merge_tags(mine.slug),
         lambda: theirs.templates.delete(mine.slug),
         lambda: theirs.templates.update(mine.slug, html="<p>taken over</p>"),
-    ):
+    )
+    for call in calls:
         with pytest.raises(NotFoundError):
             call()
-    for call in (
+    calls = (
         lambda: theirs.templates.get(mine.slug, project_id=mine.project_id),
         lambda: theirs.templates.list(project_id=mine.project_id),
         lambda: theirs.folders.list(project_id=mine.project_id),
         lambda: theirs.templates.get_html(project_id=mine.project_id, slug=mine.slug),
         lambda: theirs.templates.create(name="Intruder", html="<p>x</p>", project_id=mine.project_id),
-    ):
+    )
+    for call in calls:
         with pytest.raises(NotFoundError):
             call()
     with pytest.raises(NotFoundError) as excinfo:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -84,7 +85,7 @@ def test_a_body_over_12_mib_gets_413_before_it_is_read(target: SecurityTarget) -
 
 
 def test_a_chunked_body_over_the_cap_is_cut_off_with_413(target: SecurityTarget) -> None:
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         yield b'{"text": "'
         for _ in range(13):
             yield b"a" * (1024 * 1024)

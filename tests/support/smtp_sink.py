@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import trustme
 from aiosmtpd.controller import Controller
@@ -159,7 +159,7 @@ class SmtpSink:
 
     # -- lifecycle ------------------------------------------------------------------------------------------
 
-    def start(self) -> SmtpSink:
+    def start(self) -> Self:
         """Listen and serve; returns once the server answers (``port`` is then the real port)."""
         if self._controller is not None:
             raise RuntimeError("SmtpSink already started")
@@ -185,7 +185,7 @@ class SmtpSink:
             self._controller.stop()
             self._controller = None
 
-    def __enter__(self) -> SmtpSink:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

@@ -42,7 +42,7 @@ def _new_team(backend: Backend) -> int:
         team_queries.insert_project(conn, team_id, "Default project", is_default=True, now=utcnow())
         return team_id
 
-    return backend.write(create)
+    return int(backend.write(create))
 
 
 def test_every_counted_response_carries_the_headers_and_the_sixth_request_gets_429(
