@@ -191,6 +191,56 @@ def test_database_counters_lose_no_count_under_concurrent_processes(
     assert loop_thread.run(hammer()) == 300
 
 
+def test_database_counters_count_a_requests_windows_together_and_lose_none(
+    pg_backend: Backend, loop_thread: LoopThread
+) -> None:
+    url = pg_backend.settings.effective_database_url
+    prefix = f"test/many/{time.monotonic_ns()}"
+
+    async def hammer() -> list[list[tuple[int, float]]]:
+        stores = [DatabaseStorage("postroom+" + url) for _ in range(3)]
+        try:  # the keys in both orders: one statement locks its rows in one order, so none deadlock
+            windows = [[(f"{prefix}/all", 60), (f"{prefix}/send", 30)], [(f"{prefix}/send", 30), (f"{prefix}/all", 60)]]
+            return await asyncio.gather(*(stores[i % 3].incr_many(windows[i % 2]) for i in range(200)))
+        finally:
+            for store in stores:
+                await store.close()
+
+    started = time.time()
+    answers = [answer if i % 2 == 0 else answer[::-1] for i, answer in enumerate(loop_thread.run(hammer()))]
+    assert sorted(all_ for (all_, _), _send in answers) == list(range(1, 201))  # no count lost
+    assert sorted(send for _all, (send, _) in answers) == list(range(1, 201))
+    assert all(abs(all_ends - (started + 60)) < 5 for (_, all_ends), _send in answers)  # each answer in its order
+    assert all(abs(send_ends - (started + 30)) < 5 for _all, (_, send_ends) in answers)
+
+
+def test_redis_counters_count_a_requests_windows_in_one_call_and_restart_ended_ones(redis_url: str) -> None:
+    from postroom.auth.ratelimit import RedisStorage
+
+    async def scenario() -> list[list[tuple[int, float]]]:
+        store = RedisStorage("postroom+" + redis_url)
+        try:
+            seen = [await store.incr_many([("all", 60), ("send", 1)]) for _ in range(3)]
+            await asyncio.sleep(1.2)  # "send"'s window ends; "all"'s goes on
+            seen.append(await store.incr_many([("all", 60), ("send", 1)]))
+            return seen
+        finally:
+            await store.close()
+
+    started = time.time()
+    seen = asyncio.run(scenario())
+    assert [[count for count, _ in answer] for answer in seen] == [[1, 1], [2, 2], [3, 3], [4, 1]]
+    assert all(started + 58 < answer[0][1] < started + 62 for answer in seen)
+    assert started < seen[0][1][1] < started + 2 and seen[3][1][1] > started + 1.1
+
+
+def test_a_redis_url_of_another_kind_is_refused_naming_the_variable() -> None:
+    from postroom.auth.ratelimit import open_storage
+
+    with pytest.raises(ConfigError, match="POSTROOM_REDIS_URL"):
+        open_storage(load_settings({"POSTROOM_REDIS_URL": "memcached://127.0.0.1:11211"}))
+
+
 @pytest.mark.parametrize("value", ["fast", "10/fortnight", "-1/second"])
 def test_a_malformed_rate_limit_setting_stops_postroom_naming_the_variable(value: str) -> None:
     with pytest.raises(ConfigError, match="POSTROOM_RATE_LIMIT"):
