@@ -145,7 +145,7 @@ class DatabaseStorage(CounterStorage):
                 if self._pool is None:
                     import asyncpg
 
-                    self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4)
+                    self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4, reset=_nothing_to_reset)
         return self._pool
 
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
@@ -280,6 +280,12 @@ class RedisStorage(CounterStorage):
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+async def _nothing_to_reset(connection: Any) -> None:
+    """The counters' statements run in autocommit and leave no session state (no SET, LISTEN, prepared cursors or
+    advisory locks), so a connection goes back to the pool without asyncpg's reset query: one round trip less per
+    request."""
 
 
 class LocalStorage(CounterStorage):
