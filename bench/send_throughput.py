@@ -36,7 +36,12 @@ pauses are random (exponential, so requests arrive independently, as from many c
 the connections in step, each batch's answers starting the next burst together.
 
     .venv/bin/python bench/send_throughput.py [--duration 10] [--concurrency 32] [--clients 1] [--warmup 2]
-        [--load wrk|httpx]
+        [--load wrk|httpx] [--database sqlite|postgres]
+
+``--database postgres`` runs all three on PostgreSQL instead, each on a new database of the cluster named by
+``POSTROOM_TEST_POSTGRES_URL`` (an admin URL; dropped afterwards): Postroom on its asyncpg pools
+(``synchronous_commit=on``), and the baseline doing the same four inserts in one transaction per request on an
+asyncpg pool of 8, so that its concurrent commits share WAL flushes as PostgreSQL does for any client.
 
 Target: postroom/baseline >= 1.0x (printed for both postroom runs).
 
@@ -64,7 +69,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -168,22 +173,112 @@ BASELINE_INSERTS = (
     "INSERT INTO work_items (kind, ref, status, attempts, run_at, created_at, updated_at) "
     "VALUES ('deliver', ?, 'queued', 0, ?, ?, ?)",
 )
+BASELINE_INSERTS_PG = (  # the same, in PostgreSQL's notation
+    "INSERT INTO messages (id, request_id, team_id, project_id, from_email, from_name, sending_domain, subject, "
+    "message_id_header, tag, content, transactional, msg_size, created_at) "
+    "VALUES ($1, $2, 1, 1, $3, $4, $5, $6, $7, $8, $9, true, $10, $11)",
+    "INSERT INTO recipients (message_id, team_id, email, rcpt_type, domain, status, attempts, updated_at) "
+    "VALUES ($1, 1, $2, 'to', $3, 'queued', 0, $4) RETURNING id",
+    "INSERT INTO email_events (event_id, team_id, message_id, recipient_id, type, occurred_at, rcpt_to, details) "
+    "VALUES ($1, 1, $2, $3, 'injection', $4, $5, '{\"rcpt_type\":\"to\"}')",
+    "INSERT INTO work_items (kind, ref, status, attempts, run_at, created_at, updated_at) "
+    "VALUES ('deliver', $1, 'queued', 0, $2, $3, $4)",
+)
 
 
-def baseline_app(db_path: str) -> Any:
+def baseline_app(db: str) -> Any:
+    return postgres_baseline_app(db) if db.startswith("postgresql") else sqlite_baseline_app(db)
+
+
+def _baseline_send_values(data: dict[str, Any], now: Any) -> tuple[str, str, tuple[Any, ...]]:
+    message_id, request_id = f"msg_{secrets.token_hex(12)}", _numeric_id()
+    sender = str(data.get("from", ""))
+    values = (
+        message_id, request_id, sender, data.get("from_name"), sender.rpartition("@")[2], data.get("subject", ""),
+        f"<{request_id}@{MAIL_HOSTNAME}>", data.get("tag"), _json_text(data),
+        len(data.get("html", "")) + len(data.get("text", "")), now,
+    )  # fmt: skip
+    return message_id, request_id, values
+
+
+def _numeric_id() -> str:
+    return str(10**18 + secrets.randbelow(9 * 10**18))
+
+
+def _json_text(data: Any) -> str:
     import msgspec
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
 
+    return str(msgspec.json.encode(data).decode())
+
+
+def postgres_baseline_app(url: str) -> Any:
+    """The baseline on PostgreSQL: the four inserts in one transaction per request through an asyncpg pool of 8,
+    so that concurrent commits share WAL flushes, as PostgreSQL does for any client."""
+    import asyncpg
+
+    insert_message, insert_recipient, insert_event, insert_item = BASELINE_INSERTS_PG
+    pools: list[Any] = []
+
+    async def store(data: dict[str, Any]) -> str:
+        if not pools:
+            pool = await asyncpg.create_pool(url, min_size=8, max_size=8)
+            if pools:  # another request made one meanwhile
+                await pool.close()
+            else:
+                pools.append(pool)
+        now = datetime.now(UTC)
+        message_id, request_id, values = _baseline_send_values(data, now)
+        async with pools[0].acquire() as conn, conn.transaction():
+            await conn.execute(insert_message, *values)
+            for address, domain in _recipients(data):
+                recipient_id = await conn.fetchval(insert_recipient, message_id, address, domain, now)
+                await conn.execute(insert_event, _numeric_id(), message_id, recipient_id, now, address)
+            for domain in sorted({domain for _, domain in _recipients(data)}):
+                await conn.execute(insert_item, f"{message_id}|{domain}", now, now, now)
+        return request_id
+
+    return _baseline_starlette(store)
+
+
+def sqlite_baseline_app(db_path: str) -> Any:
+    """The baseline on SQLite: the four inserts in one ``BEGIN IMMEDIATE``/``COMMIT`` per request on one
+    connection, inline on the event loop, as a naive app would."""
     conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
     for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
         conn.execute(f"PRAGMA {pragma}")
     insert_message, insert_recipient, insert_event, insert_item = BASELINE_INSERTS
 
-    def numeric_id() -> str:
-        return str(10**18 + secrets.randbelow(9 * 10**18))
+    async def store(data: dict[str, Any]) -> str:
+        now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        message_id, request_id, values = _baseline_send_values(data, now)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(insert_message, values)
+            for address, domain in _recipients(data):
+                (recipient_id,) = conn.execute(insert_recipient, (message_id, address, domain, now)).fetchone()
+                conn.execute(insert_event, (_numeric_id(), message_id, recipient_id, now, address))
+            for domain in sorted({domain for _, domain in _recipients(data)}):
+                conn.execute(insert_item, (f"{message_id}|{domain}", now, now, now))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return request_id
+
+    return _baseline_starlette(store)
+
+
+def _recipients(data: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(address, address.rpartition("@")[2]) for address in data["to"]]
+
+
+def _baseline_starlette(store: Callable[[dict[str, Any]], Awaitable[str]]) -> Any:
+    """The bare endpoint around ``store`` (which commits a parsed send and returns its request id)."""
+    import msgspec
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -195,29 +290,7 @@ def baseline_app(db_path: str) -> Any:
             return JSONResponse({"message": "Invalid JSON."}, status_code=422)
         if not isinstance(data, dict) or not isinstance(data.get("to"), list) or not data["to"]:
             return JSONResponse({"message": "The to field is required."}, status_code=422)
-        now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-        message_id, request_id = f"msg_{secrets.token_hex(12)}", numeric_id()
-        sender = str(data.get("from", ""))
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(
-                insert_message,
-                (
-                    message_id, request_id, sender, data.get("from_name"), sender.rpartition("@")[2],
-                    data.get("subject", ""), f"<{request_id}@{MAIL_HOSTNAME}>", data.get("tag"),
-                    msgspec.json.encode(data).decode(), len(data.get("html", "")) + len(data.get("text", "")), now,
-                ),
-            )  # fmt: skip
-            for address in data["to"]:
-                domain = address.rpartition("@")[2]
-                (recipient_id,) = conn.execute(insert_recipient, (message_id, address, domain, now)).fetchone()
-                conn.execute(insert_event, (numeric_id(), message_id, recipient_id, now, address))
-            for domain in sorted({address.rpartition("@")[2] for address in data["to"]}):
-                conn.execute(insert_item, (f"{message_id}|{domain}", now, now, now))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        request_id = await store(data)
         body = {"request_id": request_id, "accepted": len(data["to"]), "rejected": 0}
         return JSONResponse({"message": "Email queued for delivery.", "data": body})
 
@@ -551,14 +624,55 @@ def report(label: str, result: LoadResult) -> None:
         )
 
 
-def count_rows(db_path: Path, table: str) -> tuple[int, str]:
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+def count_rows(db: str, table: str) -> tuple[int, str]:
+    """Rows in ``table`` of the SQLite file or PostgreSQL database ``db``, and the setting that makes them durable."""
+    if db.startswith("postgresql"):
+        return asyncio.run(_count_postgres_rows(db, table))
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         rows = int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608 - our own table names
         mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
-        return rows, mode
+        return rows, f"journal_mode={mode}"
     finally:
         conn.close()
+
+
+async def _count_postgres_rows(url: str, table: str) -> tuple[int, str]:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        rows = int(await conn.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608 - our own table names
+        return rows, f"synchronous_commit={await conn.fetchval('SHOW synchronous_commit')}"
+    finally:
+        await conn.close()
+
+
+async def _admin(url: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def run_database(args: argparse.Namespace, tmp: Path, label: str) -> Iterator[tuple[dict[str, str], str]]:
+    """A new database for one run: the environment that points postroom commands at it, and where it is (a
+    SQLite file, or a PostgreSQL URL on the cluster of ``POSTROOM_TEST_POSTGRES_URL``, dropped afterwards)."""
+    data_dir = tmp / f"{label}-data"
+    if args.database == "sqlite":
+        yield {"POSTROOM_DATA_DIR": str(data_dir)}, str(data_dir / "postroom.db")
+        return
+    name = f"postroom_send_{label}_{secrets.token_hex(4)}"
+    asyncio.run(_admin(args.admin_url, f'CREATE DATABASE "{name}"'))
+    try:
+        url = args.admin_url.rsplit("/", 1)[0] + "/" + name
+        yield {"POSTROOM_DATA_DIR": str(data_dir), "POSTROOM_DATABASE_URL": url}, url
+    finally:
+        asyncio.run(_admin(args.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 # -- the two runs -----------------------------------------------------------------------------------------------
@@ -572,12 +686,19 @@ UNLIMITED = "1000000/second"
 
 def run_postroom(ctx: Any, tmp: Path, args: argparse.Namespace, body: bytes, command: str) -> LoadResult:
     """``command`` is ``serve`` (API with the embedded worker delivering) or ``api`` (the API alone)."""
-    data_dir = tmp / f"postroom-{command}-data"
     log_path = tmp / f"postroom-{command}.log"
-    with smtp_sink(ctx) as (sink_port, delivered, _sink), contextlib.ExitStack() as stack:
+    with (
+        run_database(args, tmp, f"postroom_{command}") as (db_env, db),
+        smtp_sink(ctx) as (
+            sink_port,
+            delivered,
+            _sink,
+        ),
+        contextlib.ExitStack() as stack,
+    ):
         env = subprocess_env(
             {
-                "POSTROOM_DATA_DIR": str(data_dir),
+                **db_env,
                 "POSTROOM_RELAY_URL": f"smtp://127.0.0.1:{sink_port}",
                 "POSTROOM_MAIL_HOSTNAME": MAIL_HOSTNAME,
                 "POSTROOM_RATE_LIMIT": UNLIMITED,
@@ -625,7 +746,7 @@ def run_postroom(ctx: Any, tmp: Path, args: argparse.Namespace, body: bytes, com
         stack.close()  # stop the server (it finishes in-flight deliveries) before reading the database
         if server.returncode not in (0, -signal.SIGTERM):
             print(f"  postroom {command} exited with {server.returncode}; log tail:\n{log_path.read_text()[-2000:]}")
-    rows, mode = count_rows(data_dir / "postroom.db", "messages")
+        rows, mode = count_rows(db, "messages")
     worker = (
         f"the embedded worker delivered {sent_during_run} of them to the sink during the run"
         if command == "serve"
@@ -633,24 +754,22 @@ def run_postroom(ctx: Any, tmp: Path, args: argparse.Namespace, body: bytes, com
     )
     print(
         f"  postroom {command}: {rows} messages committed for {result.ok_total} x 200 seen (warm-up included) "
-        f"[{result.committed(rows)}]; journal_mode={mode}; {worker}"
+        f"[{result.committed(rows)}]; {mode}; {worker}"
     )
     return result
 
 
 def run_baseline(ctx: Any, tmp: Path, args: argparse.Namespace, body: bytes) -> LoadResult:
-    data_dir = tmp / "baseline-data"
-    subprocess.run(
-        [sys.executable, "-m", "postroom", "migrate"],
-        env=subprocess_env({"POSTROOM_DATA_DIR": str(data_dir)}),
-        capture_output=True,
-        timeout=60,
-        check=True,
-    )  # Postroom's own tables and indexes, with the default team and project
-    db_path = data_dir / "postroom.db"
     log_path = tmp / "baseline.log"
     port = free_port()
-    with contextlib.ExitStack() as stack:
+    with run_database(args, tmp, "baseline") as (db_env, db), contextlib.ExitStack() as stack:
+        subprocess.run(
+            [sys.executable, "-m", "postroom", "migrate"],
+            env=subprocess_env(db_env),
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )  # Postroom's own tables and indexes, with the default team and project
         log = stack.enter_context(log_path.open("wb"))
         argv = [
             sys.executable,
@@ -658,7 +777,7 @@ def run_baseline(ctx: Any, tmp: Path, args: argparse.Namespace, body: bytes) -> 
             "--serve-baseline",
             str(port),
             "--baseline-db",
-            str(db_path),
+            db,
         ]
         server = subprocess.Popen(
             slow_sync(argv, args.fsync_delay_ms), env=subprocess_env({}), stdout=log, stderr=subprocess.STDOUT, cwd=tmp
@@ -668,10 +787,11 @@ def run_baseline(ctx: Any, tmp: Path, args: argparse.Namespace, body: bytes) -> 
         headers = {"Content-Type": "application/json"}
         pid = served_pid(server, args.fsync_delay_ms)
         result = run_load(ctx, f"http://127.0.0.1:{port}/api/emails", headers, body, args, pid)
-    rows, mode = count_rows(db_path, "messages")
+        stack.close()
+        rows, mode = count_rows(db, "messages")
     print(
         f"  baseline: {rows} messages committed for {result.ok_total} x 200 seen (warm-up included) "
-        f"[{result.committed(rows)}]; journal_mode={mode}"
+        f"[{result.committed(rows)}]; {mode}"
     )
     return result
 
@@ -710,6 +830,13 @@ def main() -> None:
         help="make every fsync/fdatasync of the servers return this much later (strace), as on a slower disk; "
         "0 (default): this machine's disk as it is",
     )
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="where both servers keep the data: SQLite (default) or a new database on the PostgreSQL cluster of "
+        "POSTROOM_TEST_POSTGRES_URL (an admin URL)",
+    )
     parser.add_argument("--serve-baseline", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--baseline-db", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -718,6 +845,11 @@ def main() -> None:
         return
     if args.clients < 1 or args.concurrency < args.clients or args.duration <= 0 or args.warmup < 0:
         parser.error("need --clients >= 1, --concurrency >= --clients, --duration > 0, --warmup >= 0")
+    args.admin_url = os.environ.get("POSTROOM_TEST_POSTGRES_URL", "")
+    if args.database == "postgres" and not args.admin_url:
+        parser.error("--database postgres needs POSTROOM_TEST_POSTGRES_URL (an admin URL of a PostgreSQL cluster)")
+    if args.database == "postgres" and args.fsync_delay_ms > 0:
+        parser.error("--fsync-delay-ms slows the servers' own flushes; on PostgreSQL the database server flushes")
 
     # SIGTERM unwinds like Ctrl-C, so every server, client and sink process is stopped and the temp dir removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -737,6 +869,10 @@ def main() -> None:
         print(
             "database: SQLite, journal_mode=WAL, synchronous=FULL for both (postroom: group commit in one writer "
             "thread; baseline: Starlette, the same four inserts in one BEGIN/COMMIT per request)"
+            if args.database == "sqlite"
+            else "database: PostgreSQL on this machine, synchronous_commit=on for both, a new database per run "
+            "(postroom: its asyncpg pools, each send also enqueued for pgqueuer; baseline: Starlette, the same four "
+            "inserts in one transaction per request on an asyncpg pool of 8)"
         )
         generator = "wrk thread(s)" if args.load == "wrk" else "httpx client process(es)"
         print(
