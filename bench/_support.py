@@ -1,4 +1,5 @@
-"""What the benchmarks share: process bookkeeping on Linux (/proc) and clean shutdown of child processes."""
+"""What the benchmarks share: process bookkeeping on Linux (/proc), clean shutdown of child processes, and
+statements on a PostgreSQL cluster's admin connection."""
 
 from __future__ import annotations
 
@@ -130,3 +131,19 @@ def stop_server(process: subprocess.Popen[bytes], delay_ms: float) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=30)
     stop_popen(process)
+
+
+def run_admin_sql(url: str, sql: str) -> None:
+    """Run one statement (``CREATE DATABASE``, ``DROP DATABASE``) on its own connection to ``url``."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())

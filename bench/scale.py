@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _support import cpu_seconds, stop_popen  # noqa: E402
+from _support import cpu_seconds, run_admin_sql, stop_popen  # noqa: E402
 from delivery_throughput import MAIL_HOSTNAME, queue_messages, smtp_sink  # noqa: E402
 
 
@@ -49,19 +49,9 @@ def postgres_cpu_by_pid() -> dict[int, float]:
     return seen
 
 
-async def _admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 def run(admin_url: str, workers: int, args: argparse.Namespace, counters: Any, sink_pid: int, tmp: Path) -> float:
     name = f"postroom_scale_{secrets.token_hex(4)}"
-    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    run_admin_sql(admin_url, f'CREATE DATABASE "{name}"')
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("POSTROOM_")}
         env.update(
@@ -114,7 +104,7 @@ def run(admin_url: str, workers: int, args: argparse.Namespace, counters: Any, s
         )
         return rate
     finally:
-        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_admin_sql(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:

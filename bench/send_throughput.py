@@ -80,6 +80,7 @@ from _support import (  # noqa: E402
     cpu_seconds,
     filesystem_of,
     free_port,
+    run_admin_sql,
     serve_smtp_until,
     served_pid,
     slow_sync,
@@ -648,16 +649,6 @@ async def _count_postgres_rows(url: str, table: str) -> tuple[int, str]:
         await conn.close()
 
 
-async def _admin(url: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @contextlib.contextmanager
 def run_database(args: argparse.Namespace, tmp: Path, label: str) -> Iterator[tuple[dict[str, str], str]]:
     """A new database for one run: the environment that points postroom commands at it, and where it is (a
@@ -667,12 +658,12 @@ def run_database(args: argparse.Namespace, tmp: Path, label: str) -> Iterator[tu
         yield {"POSTROOM_DATA_DIR": str(data_dir)}, str(data_dir / "postroom.db")
         return
     name = f"postroom_send_{label}_{secrets.token_hex(4)}"
-    asyncio.run(_admin(args.admin_url, f'CREATE DATABASE "{name}"'))
+    run_admin_sql(args.admin_url, f'CREATE DATABASE "{name}"')
     try:
         url = args.admin_url.rsplit("/", 1)[0] + "/" + name
         yield {"POSTROOM_DATA_DIR": str(data_dir), "POSTROOM_DATABASE_URL": url}, url
     finally:
-        asyncio.run(_admin(args.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_admin_sql(args.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # -- the two runs -----------------------------------------------------------------------------------------------
