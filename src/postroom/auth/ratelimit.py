@@ -7,7 +7,8 @@ its body is read. Two limits apply, both per team and shared by all of its keys:
 - ``POSTROOM_RATE_LIMIT`` on every keyed ``/api`` request;
 - ``POSTROOM_SEND_RATE_LIMIT`` on the send routes (scope ``emails:send``) on top of it.
 
-Counting is the ``limits`` library's fixed window. Where the counters live decides who shares them:
+Counting is a fixed window per limit, in the ``limits`` library's notation and behind its storage interface. Where
+the counters live decides who shares them:
 
 - ``POSTROOM_REDIS_URL`` set: ``RedisStorage`` below, for installations that already run one (one script call
   per request, whatever the number of limits);
