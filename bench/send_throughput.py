@@ -32,8 +32,9 @@ every 200 must be a committed row (wrk stops with requests still open, so up to 
 committed unseen). With wrk, each postroom run is followed by a paced one (``--paced``, default 0.5): every
 connection pauses before each request so that together they ask for half the rate just measured (for ``serve``,
 once its worker has delivered what the full-load run left queued), and p50 and p99 there are checked against
-security-notes PERF-02 (at half the maximum rate, p50 <= 10 ms and p99 <= 50 ms). The pauses are random (exponential, so requests arrive independently, as from many clients); equal pauses would keep
-the connections in step, each batch's answers starting the next burst together.
+security-notes PERF-02 (at half the maximum rate, p50 <= 10 ms and p99 <= 50 ms). The pauses are random
+(exponential, so requests arrive independently, as from many clients); equal pauses would keep the connections in
+step, each batch's answers starting the next burst together.
 
     .venv/bin/python bench/send_throughput.py [--duration 10] [--concurrency 32] [--clients 1] [--warmup 2]
         [--load wrk|httpx] [--database sqlite|postgres]
