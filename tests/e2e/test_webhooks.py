@@ -270,6 +270,28 @@ def test_only_subscribed_event_types_are_sent(client: Lettr, receiver: HTTPServe
     assert events_of(inbox, request_id) == ["delivery"]
 
 
+def test_every_recipients_events_reach_every_subscribed_endpoint(client: Lettr, receiver: HTTPServer) -> None:
+    """A send's and a delivery's events are recorded together (one unit of work each) and fan out to each endpoint."""
+    everything = Inbox(receiver, "/many-all")
+    deliveries = Inbox(receiver, "/many-deliveries")
+    client.webhooks.create(name="all", url=everything.url, auth_type="none", events_mode="all")
+    client.webhooks.create(
+        name="deliveries", url=deliveries.url, auth_type="none", events_mode="selected", events=["delivery"]
+    )
+    recipients = [f"r{n}@example.test" for n in range(5)]
+    response = client.emails.send(
+        from_email=f"news@{HOOK_DOMAIN}", to=recipients[:3], cc=recipients[3:4], bcc=recipients[4:], subject="Many",
+        text="x",
+    )  # fmt: skip
+    request_id = response.request_id
+    everything.wait_for(lambda box: events_of(box, request_id) == ["delivery"] * 5 + ["injection"] * 5)
+    deliveries.wait_for(lambda box: events_of(box, request_id) == ["delivery"] * 5)
+    time.sleep(1.5)  # a stray or repeated batch would have arrived by now
+    for inbox, types in ((everything, {"delivery", "injection"}), (deliveries, {"delivery"})):
+        got = [(e["type"], e["rcpt_to"]) for e in inbox.events() if e["transmission_id"] == request_id]
+        assert sorted(got) == sorted((t, r) for t in types for r in recipients)  # each once, none twice
+
+
 def test_a_receiver_failing_three_times_gets_each_batch_once_more_than_it_failed(
     client: Lettr, receiver: HTTPServer, hooks_server: Server
 ) -> None:

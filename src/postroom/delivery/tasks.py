@@ -36,6 +36,7 @@ from postroom.emails.validation import SendRequest
 from postroom.errors import PostroomError
 from postroom.jobs.base import Handler, WorkItem, WorkKind, WorkResult
 from postroom.templates import rendering
+from postroom.webhooks import service as webhooks_service
 
 log = logging.getLogger("postroom.delivery")
 
@@ -206,12 +207,15 @@ class DeliveryTasks:
         """Write each recipient's outcome and event (deferred recipients come back with the work item's retry)."""
         queue_time = int((now - message.created_at).total_seconds() * 1000)
         expired = self._expired(message, now)
+        fanout = webhooks_service.EventFanout(conn, message.team_id)
         for recipient in recipients:
             common = {"num_retries": recipient.attempts}
             if recipient.email in result.delivered:
                 if email_queries.move_recipient(conn, recipient.id, "delivered", now=now, error=None):
                     delivered = {**common, "queue_time": queue_time, "outbound_tls": "1" if result.tls else "0"}
-                    emails_service.record_recipient_event(conn, recipient, EventType.DELIVERY, now, delivered)
+                    emails_service.record_recipient_event(
+                        conn, recipient, EventType.DELIVERY, now, delivered, fanout=fanout
+                    )
                 continue
             outcome: Outcome = result.failed.get(recipient.email) or Outcome(
                 kind=OutcomeKind.TEMPORARY, bounce_class=1, suppress=False, enhanced_status=None, reason="no reply"
@@ -226,14 +230,14 @@ class DeliveryTasks:
                 if email_queries.move_recipient(conn, recipient.id, "deferred", now=now, error=outcome.reason):
                     delayed = {**details, "queue_time": queue_time}
                     emails_service.record_recipient_event(
-                        conn, recipient, EventType.DELAY, now, delayed, outcome.bounce_class
+                        conn, recipient, EventType.DELAY, now, delayed, outcome.bounce_class, fanout=fanout
                     )
                 continue
             if outcome.kind is OutcomeKind.TEMPORARY:
                 details["reason"] = f"Delivery time expired after {recipient.attempts + 1} attempts: {outcome.reason}"
             if email_queries.move_recipient(conn, recipient.id, "bounced", now=now, error=outcome.reason):
                 emails_service.record_recipient_event(
-                    conn, recipient, EventType.BOUNCE, now, details, outcome.bounce_class
+                    conn, recipient, EventType.BOUNCE, now, details, outcome.bounce_class, fanout=fanout
                 )
                 if outcome.suppress:
                     emails_service.suppress(

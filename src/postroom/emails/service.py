@@ -97,8 +97,10 @@ def record_event(
     now: datetime,
     bounce_class: int | None = None,
     details: dict[str, Any] | None = None,
+    fanout: webhooks_service.EventFanout | None = None,
 ) -> None:
-    """Append an event; in the same transaction it becomes webhook work for the team's subscribed endpoints."""
+    """Append an event; in the same transaction it becomes webhook work for the team's subscribed endpoints
+    (through ``fanout`` when the caller records several events of one team)."""
     event_id = numeric_id()
     queries.insert_event(
         conn,
@@ -114,7 +116,8 @@ def record_event(
             "details": msgspec.json.encode(details).decode() if details else None,
         },
     )
-    webhooks_service.record_email_event(conn, team_id=team_id, event_id=event_id, event_type=event_type, now=now)
+    fanout = fanout or webhooks_service.EventFanout(conn, team_id)
+    fanout.record(event_id=event_id, event_type=event_type, now=now)
 
 
 def record_recipient_event(
@@ -124,6 +127,7 @@ def record_recipient_event(
     now: datetime,
     details: dict[str, Any],
     bounce_class: int | None = None,
+    fanout: webhooks_service.EventFanout | None = None,
 ) -> None:
     """``record_event`` for a ``recipients`` row; its ``rcpt_type`` goes into the details."""
     record_event(
@@ -136,6 +140,7 @@ def record_recipient_event(
         now=now,
         bounce_class=bounce_class,
         details={"rcpt_type": recipient.rcpt_type, **details},
+        fanout=fanout,
     )
 
 
@@ -186,6 +191,7 @@ def accept(
         },
     )
     domains_to_deliver: set[str] = set()
+    fanout = webhooks_service.EventFanout(conn, team_id)
     for address, rcpt_type in listed:
         domain = address.rsplit("@", 1)[1].lower()
         is_suppressed = address.lower() in suppressed
@@ -222,6 +228,7 @@ def accept(
                 if is_suppressed
                 else {"rcpt_type": rcpt_type}
             ),
+            fanout=fanout,
         )
         if is_suppressed:
             continue

@@ -1,6 +1,6 @@
 """Webhooks: managing endpoints, turning recorded email events into batches, and deciding what a delivery means.
 
-Fan-out runs inside the transaction that records an email event (``record_email_event``): each enabled endpoint
+Fan-out runs inside the transaction that records an email event (``EventFanout``): each enabled endpoint
 of the team that subscribes to the event's canonical type gets a pending ``webhook_events`` row, so an event and
 the promise to send it commit together. Pending events become batches of up to ``BATCH_SIZE`` (or whatever
 arrived within ``BATCH_WINDOW``) when the endpoint's *flush* work item runs; each batch is then its own *deliver*
@@ -291,34 +291,57 @@ def list_alerts(conn: Connection, *, team_id: int, limit: int = 50) -> Sequence[
 # -- fan-out ----------------------------------------------------------------------------------------------------
 
 
-def record_email_event(conn: Connection, *, team_id: int, event_id: str, event_type: str, now: datetime) -> None:
-    """Queue ``event_id`` for every enabled endpoint of the team subscribed to its type, in the caller's
-    transaction. With no endpoints this is one indexed read."""
-    endpoints = queries.enabled_webhooks(conn, team_id)
-    if not endpoints:
-        return
-    name = canonical_for_type(event_type)
-    rows = [
-        {
-            "webhook_id": endpoint.id,
-            "team_id": team_id,
-            "event_id": event_id,
-            "event_name": name,
-            "batch_id": None,
-            "created_at": now,
-        }
-        for endpoint in endpoints
-        if endpoint.event_types is None or name in _filter(endpoint.event_types)
-    ]
-    if not rows:
-        return
-    queries.insert_pending_events(conn, rows)
-    threshold = now + FLUSH_MARGIN
-    for row in rows:
-        endpoint = next(e for e in endpoints if e.id == row["webhook_id"])
-        if endpoint.flush_at is not None and endpoint.flush_at >= threshold:
-            continue
-        _schedule_flush(conn, endpoint.id, at=now + BATCH_WINDOW, threshold=threshold, now=now)
+class EventFanout:
+    """Webhook work for the email events one unit of work records, for one team.
+
+    The team's enabled endpoints are read at the first event and kept for the rest: a send to 50 recipients records
+    50 ``injection`` events, and a delivery one event per recipient. What the transaction learns of each endpoint's
+    next flush is kept too: once a flush is queued, or found already due far enough ahead, later events of the same
+    unit of work rely on it. (A flush that runs meanwhile and misses them is what ``sweep_stranded`` catches, as for
+    a single event committed after its flush ran.)
+    """
+
+    __slots__ = ("_conn", "_team_id", "_endpoints", "_due")
+
+    def __init__(self, conn: Connection, team_id: int) -> None:
+        self._conn = conn
+        self._team_id = team_id
+        self._endpoints: Sequence[Any] | None = None
+        self._due: dict[str, datetime] = {}
+        """By endpoint id: a time its next flush is known to run at or after."""
+
+    def record(self, *, event_id: str, event_type: str, now: datetime) -> None:
+        """Queue ``event_id`` for every enabled endpoint subscribed to its type, in the caller's transaction."""
+        if self._endpoints is None:
+            self._endpoints = queries.enabled_webhooks(self._conn, self._team_id)
+            self._due = {e.id: e.flush_at for e in self._endpoints if e.flush_at is not None}
+        if not self._endpoints:
+            return
+        name = canonical_for_type(event_type)
+        subscribed = [e.id for e in self._endpoints if e.event_types is None or name in _filter(e.event_types)]
+        if not subscribed:
+            return
+        queries.insert_pending_events(
+            self._conn,
+            [
+                {
+                    "webhook_id": webhook_id,
+                    "team_id": self._team_id,
+                    "event_id": event_id,
+                    "event_name": name,
+                    "batch_id": None,
+                    "created_at": now,
+                }
+                for webhook_id in subscribed
+            ],
+        )
+        threshold = now + FLUSH_MARGIN
+        for webhook_id in subscribed:
+            due = self._due.get(webhook_id)
+            if due is not None and due >= threshold:
+                continue
+            _schedule_flush(self._conn, webhook_id, at=now + BATCH_WINDOW, threshold=threshold, now=now)
+            self._due[webhook_id] = threshold  # queued by this call (later still), or already due at least then
 
 
 def _schedule_flush(conn: Connection, webhook_id: str, *, at: datetime, threshold: datetime, now: datetime) -> None:
