@@ -84,27 +84,17 @@ class CounterStorage(Storage):
 class DatabaseStorage(CounterStorage):
     """A ``limits`` storage for fixed windows in PostgreSQL's ``rate_limit_counters`` table.
 
-    ``incr`` is one ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` in autocommit: it starts a new window when the
-    row's window has ended (by the database's clock) and otherwise adds to it, atomically under the row lock, so
-    concurrent processes never lose a count. A window's end never moves while it is open, so the expiry that
-    ``incr`` returned is remembered and ``get_expiry`` answers from it without another round trip.
+    ``incr`` and ``incr_many`` are one ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` in autocommit, for all the
+    keys given: it starts a new window when a row's window has ended (by the database's clock) and otherwise adds to
+    it, atomically under the row lock, so concurrent processes never lose a count. A window's end never moves while
+    it is open, so the expiry returned is remembered and ``get_expiry`` answers from it without another round trip.
     """
 
     STORAGE_SCHEME = ["postroom+postgresql"]
 
-    _INCR = """
-        INSERT INTO rate_limit_counters AS c (key, count, expires_at)
-        VALUES ($1, $2, extract(epoch FROM clock_timestamp())::float8 + $3::float8)
-        ON CONFLICT (key) DO UPDATE SET
-            count = CASE WHEN c.expires_at <= extract(epoch FROM clock_timestamp())::float8
-                         THEN excluded.count ELSE c.count + excluded.count END,
-            expires_at = CASE WHEN c.expires_at <= extract(epoch FROM clock_timestamp())::float8
-                              THEN excluded.expires_at ELSE c.expires_at END
-        RETURNING count, expires_at, extract(epoch FROM clock_timestamp())::float8 AS now
-    """
     _INCR_MANY = """
         INSERT INTO rate_limit_counters AS c (key, count, expires_at)
-        SELECT key, 1, extract(epoch FROM clock_timestamp())::float8 + expiry
+        SELECT key, $3::integer, extract(epoch FROM clock_timestamp())::float8 + expiry
         FROM unnest($1::text[], $2::float8[]) AS t(key, expiry)
         ON CONFLICT (key) DO UPDATE SET
             count = CASE WHEN c.expires_at <= extract(epoch FROM clock_timestamp())::float8
@@ -150,16 +140,16 @@ class DatabaseStorage(CounterStorage):
         return self._pool
 
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
-        pool = await self._connections()
-        row = await pool.fetchrow(self._INCR, key, amount, float(expiry))
-        self._expiries[key] = time.time() + (row["expires_at"] - row["now"])
-        return int(row["count"])
+        return (await self._incr([(key, expiry)], amount))[0][0]
 
     async def incr_many(self, counters: Sequence[tuple[str, int]]) -> list[tuple[int, float]]:
+        return await self._incr(counters, 1)
+
+    async def _incr(self, counters: Sequence[tuple[str, int]], amount: int) -> list[tuple[int, float]]:
         # Keys in one order everywhere, so two statements locking the same rows cannot deadlock.
         ordered = sorted(dict(counters).items())
         pool = await self._connections()
-        rows = await pool.fetch(self._INCR_MANY, [k for k, _ in ordered], [float(e) for _, e in ordered])
+        rows = await pool.fetch(self._INCR_MANY, [k for k, _ in ordered], [float(e) for _, e in ordered], amount)
         now = time.time()
         windows = {}
         for row in rows:
