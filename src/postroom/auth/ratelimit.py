@@ -392,14 +392,10 @@ class RateLimiter:
         counters = self._counters(team_id, scope in SEND_SCOPES)
         if not counters:
             return None
-        storage = self.storage
         tightest: Verdict | None = None
         retry_after: int | None = None
         try:
-            if isinstance(storage, LocalStorage):  # no await: it runs to completion on this loop anyway
-                windows = [storage.count(key, item.get_expiry()) for key, item in counters]
-            else:
-                windows = await storage.incr_many([(key, item.get_expiry()) for key, item in counters])
+            windows = await self.storage.incr_many([(key, item.get_expiry()) for key, item in counters])
             for (count, reset), (_key, item) in zip(windows, counters, strict=True):
                 if count > item.amount:
                     wait = max(1, math.ceil(reset - time.time()))
