@@ -4,7 +4,11 @@ several threads share it."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -75,6 +79,64 @@ def test_waiting_for_another_process_write_lock_does_not_stop_the_event_loop(
     assert name == "after the lock"
     assert ticks >= 25, f"the loop ran only {ticks} times in the half second the write waited"
     assert "after the lock" in _names(database)
+
+
+def test_a_batch_waits_for_the_write_lock_that_every_writer_of_the_database_takes(
+    database: SQLiteDatabase, tmp_path: Path
+) -> None:
+    lock = os.open(tmp_path / "postroom.db.write-lock", os.O_RDWR)  # created by the writer, as another process finds it
+    fcntl.flock(lock, fcntl.LOCK_EX)  # another process's writer, mid-batch
+
+    async def scenario() -> str:
+        write = asyncio.ensure_future(database.write(_insert("after the other writer")))
+        await asyncio.sleep(0.3)
+        assert not write.done(), "the batch ran while another writer held the lock"
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return await asyncio.wait_for(write, 10)
+
+    try:
+        assert asyncio.run(scenario()) == "after the other writer"
+    finally:
+        os.close(lock)
+    assert "after the other writer" in _names(database)
+    assert oct((tmp_path / "postroom.db.write-lock").stat().st_mode & 0o777) == "0o600"
+
+
+_WRITING_PROCESS = """
+import asyncio, sys
+from datetime import UTC, datetime
+from postroom.config import load_settings
+from postroom.db.engine import open_database
+from postroom.models import teams
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+async def main(prefix):
+    db = open_database(load_settings({"POSTROOM_DATA_DIR": sys.argv[1]}))
+    def insert(name):
+        return lambda conn: conn.execute(teams.insert().values(name=name, created_at=T0, updated_at=T0))
+    await asyncio.gather(*(db.write(insert(f"{prefix}-{i}")) for i in range(300)))
+    await db.close()
+
+asyncio.run(main(sys.argv[2]))
+"""
+
+
+def test_writers_in_three_processes_all_commit_while_this_one_writes_too(
+    database: SQLiteDatabase, tmp_path: Path
+) -> None:
+    others = [
+        subprocess.Popen([sys.executable, "-c", _WRITING_PROCESS, str(tmp_path), f"process{n}"]) for n in range(3)
+    ]
+
+    async def here() -> None:
+        await asyncio.gather(*(database.write(_insert(f"here-{i}")) for i in range(300)))
+
+    asyncio.run(here())
+    assert [other.wait(timeout=60) for other in others] == [0, 0, 0]
+    names = _names(database)
+    for prefix in ("here", "process0", "process1", "process2"):
+        assert {f"{prefix}-{i}" for i in range(300)} <= names, prefix
 
 
 def test_a_cancelled_caller_does_not_undo_or_stall_the_batch(database: SQLiteDatabase) -> None:

@@ -5,12 +5,21 @@ fsync) per request, every write in the process is queued to this one thread, whi
 runs each unit of work inside a savepoint of one ``BEGIN IMMEDIATE`` transaction, commits once, and only then
 resolves the callers' futures. A unit of work that raises is rolled back to its savepoint alone; a failed commit
 fails the whole batch. Either way no caller hears "done" before its data is on disk.
+
+Several processes may write one database: ``postroom worker`` or ``postroom smtp`` beside ``postroom api``, and the
+CLI's commands. Each batch first takes an exclusive ``flock`` on ``<database>.write-lock``, so their writers queue
+in the kernel and each gets the lock as soon as it is free. Without it they meet at SQLite's own lock, whose busy
+handler sleeps and polls, and the busier writer keeps winning: under full send load a worker in its own process
+delivered about 50 messages in 10 s, against about 2,700 with the lock. The ``flock`` only orders writers; ``BEGIN
+IMMEDIATE`` still guards the data, for writers that do not take it (migrations).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -45,8 +54,11 @@ def _resolve(job: _Job, result: Any, error: BaseException | None) -> None:
 
 
 class GroupCommitWriter:
-    def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, engine: Engine, *, lock_path: str | None = None, max_batch: int = MAX_BATCH) -> None:
+        """``lock_path`` is the file whose ``flock`` every writer of the database takes for a batch (none for a
+        database no other process can open)."""
         self._engine = engine
+        self._lock_fd = None if lock_path is None else os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._conn: Connection | None = None  # the writer thread's own, kept between batches
@@ -70,6 +82,8 @@ class GroupCommitWriter:
             self._serve()
         finally:
             self._discard()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
 
     def _serve(self) -> None:
         stopping = False
@@ -87,7 +101,14 @@ class GroupCommitWriter:
                     stopping = True
                     break
                 batch.append(more)
-            self._commit(batch)
+            if self._lock_fd is None:
+                self._commit(batch)
+                continue
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                self._commit(batch)
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _connection(self) -> Connection:
         """The connection batches run on: the thread keeps one, since a pool checkout and return per batch cost
