@@ -1,4 +1,4 @@
-"""Fixtures for the system tests: a fresh PostgreSQL database per module (scale-out needs PostgreSQL)."""
+"""Fixtures for the system tests: a fresh database per module, on PostgreSQL or on SQLite."""
 
 from __future__ import annotations
 
@@ -13,6 +13,16 @@ from tests.conftest import Backend, LoopThread, _make_backend
 def pg_backend(tmp_path_factory: pytest.TempPathFactory, loop_thread: LoopThread) -> Iterator[Backend]:
     """A new database on the test PostgreSQL cluster; skipped without one unless POSTROOM_REQUIRE_POSTGRES=1."""
     backend = _make_backend("postgres", tmp_path_factory.mktemp("system-pg"), loop_thread)
+    yield backend
+    loop_thread.run(backend.db.close())
+    for step in backend.cleanup:
+        step()
+
+
+@pytest.fixture(scope="module")
+def sqlite_backend(tmp_path_factory: pytest.TempPathFactory, loop_thread: LoopThread) -> Iterator[Backend]:
+    """A new SQLite database in a data directory of its own, for processes that share one installation."""
+    backend = _make_backend("sqlite", tmp_path_factory.mktemp("system-sqlite"), loop_thread)
     yield backend
     loop_thread.run(backend.db.close())
     for step in backend.cleanup:

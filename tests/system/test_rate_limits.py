@@ -118,6 +118,21 @@ def test_two_api_processes_share_one_window_on_postgresql(pg_backend: Backend, t
     assert statuses == [200] * 10 + [429] * 4
 
 
+def test_two_api_processes_share_one_window_on_sqlite(sqlite_backend: Backend, tmp_path: Path) -> None:
+    env = sqlite_backend.subprocess_env({"POSTROOM_RATE_LIMIT": "10/minute"})
+    apis = [ApiProcess(env, tmp_path / f"api{n}.log").start() for n in range(2)]
+    try:
+        key = sqlite_backend.create_key(team_id=_new_team(sqlite_backend)).key
+        statuses = []
+        with http_from() as http:
+            for i in range(14):
+                statuses.append(http.get(apis[i % 2].api_url + "/projects", headers=bearer(key)).status_code)
+    finally:
+        for api in apis:
+            api.terminate()
+    assert statuses == [200] * 10 + [429] * 4
+
+
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
     """A real Redis (Debian's redis-server) on a free loopback port, with nothing kept on disk."""
@@ -251,11 +266,11 @@ def test_rate_limits_can_be_switched_off() -> None:
     assert load_settings({"POSTROOM_RATE_LIMIT": "off", "POSTROOM_SEND_RATE_LIMIT": "OFF"}).rate_limit == "off"
 
 
-def test_a_send_limit_equal_to_the_general_one_counts_each_send_once() -> None:
-    from postroom.auth.ratelimit import LocalStorage, RateLimiter, _items
+def test_a_send_limit_equal_to_the_general_one_counts_each_send_once(tmp_path: Path) -> None:
+    from postroom.auth.ratelimit import FileStorage, RateLimiter, _items
     from postroom.auth.scopes import Scope
 
-    limiter = RateLimiter(LocalStorage(), general=_items("4/minute"), send=_items("4/minute"))
+    limiter = RateLimiter(FileStorage(path=tmp_path / "counters"), general=_items("4/minute"), send=_items("4/minute"))
 
     async def sends() -> list[int | None]:
         verdicts = [await limiter.hit(7, Scope.EMAILS_SEND) for _ in range(5)]
