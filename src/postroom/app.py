@@ -180,8 +180,12 @@ def build_app(
     on_startup: list[Callable[[], Any]] | None = None,
     on_shutdown: list[Callable[[], Any]] | None = None,
     wake_worker: Callable[[], None] | None = None,
+    metrics_dir: str | None = None,
 ) -> Litestar:
-    """The web application; ``wake_worker`` is called after a send commits (the embedded worker's doorbell)."""
+    """The web application; ``wake_worker`` is called after a send commits (the embedded worker's doorbell).
+
+    ``metrics_dir`` is where the processes of ``postroom api --processes N`` keep their metrics; ``/metrics`` then
+    reports their sum (prometheus_client's multiprocess mode), whichever process answers the scrape."""
     rate_limiter = RateLimiter.from_settings(settings)
     api = Router(
         path="/api",
@@ -205,6 +209,7 @@ def build_app(
                 "authenticator": Authenticator(db, settings),
                 "rate_limiter": rate_limiter,
                 "wake_worker": wake_worker or (lambda: None),
+                "metrics_dir": metrics_dir,
             }
         ),
         request_max_body_size=MAX_REQUEST_BODY,

@@ -352,6 +352,10 @@ def _freeze_startup_heap() -> None:
 
     gc.collect()
     gc.freeze()
+    if "prometheus_client" in sys.modules:  # a process that serves /metrics
+        from postroom.observability.metrics import record_gc_freeze
+
+        record_gc_freeze()
 
 
 def _background_work(db: Database, settings: Settings) -> tuple[Any, Callable[[], list[Any]]]:
@@ -379,10 +383,19 @@ def _background_work(db: Database, settings: Settings) -> tuple[Any, Callable[[]
     return dispatcher, lambda: [deliver_forever(), run_maintenance(db, settings)]
 
 
-def _serve(settings: Settings, *, with_worker: bool = True, with_smtp: bool = False) -> int:
+def _serve(
+    settings: Settings,
+    *,
+    with_worker: bool = True,
+    with_smtp: bool = False,
+    http_socket: socket.socket | None = None,
+    metrics_dir: str | None = None,
+) -> int:
     """HTTP on ``host:port``; ``serve`` runs the worker in this process, ``api`` leaves it to ``postroom worker``.
 
-    ``with_smtp`` adds the SMTP listeners (submission and bounce intake) to the same event loop.
+    ``with_smtp`` adds the SMTP listeners (submission and bounce intake) to the same event loop. One of the
+    processes of ``postroom api --processes N`` gets its ``http_socket`` (the database already migrated) and the
+    ``metrics_dir`` they all count in.
     """
     import uvicorn
 
@@ -390,9 +403,11 @@ def _serve(settings: Settings, *, with_worker: bool = True, with_smtp: bool = Fa
     from postroom.observability.logging import configure_logging
 
     configure_logging(settings.log_level)
-    # Migrate on a connection pool of its own: asyncpg connections belong to the event loop that opened them,
-    # and the server runs on a new one.
-    asyncio.run(_with_database(settings, lambda db: asyncio.sleep(0)))
+    if http_socket is None:
+        # Migrate on a connection pool of its own: asyncpg connections belong to the event loop that opened them,
+        # and the server runs on a new one.
+        asyncio.run(_with_database(settings, lambda db: asyncio.sleep(0)))
+        http_socket = _listen_socket(settings.host, settings.port)
     db = open_database(settings)
     dispatcher, work = _background_work(db, settings) if with_worker else (None, list)
     tasks: list[asyncio.Task[None]] = []
@@ -400,7 +415,6 @@ def _serve(settings: Settings, *, with_worker: bool = True, with_smtp: bool = Fa
     async def start_worker() -> None:
         tasks.extend(asyncio.create_task(coroutine) for coroutine in work())
 
-    http_socket = _listen_socket(settings.host, settings.port)
     smtp_sockets = _smtp_sockets(settings) if with_smtp else {}
     smtp_listeners: list[Any] = []
 
@@ -431,6 +445,7 @@ def _serve(settings: Settings, *, with_worker: bool = True, with_smtp: bool = Fa
         on_startup=[start_worker, start_smtp, freeze_heap],
         on_shutdown=[stop],
         wake_worker=None if dispatcher is None else dispatcher.wake,
+        metrics_dir=metrics_dir,
     )
     config = uvicorn.Config(
         app,
@@ -442,17 +457,63 @@ def _serve(settings: Settings, *, with_worker: bool = True, with_smtp: bool = Fa
         server_header=False,
         lifespan="on",
     )
-    print(
-        f"Postroom {__version__} listening on http://{settings.host}:{settings.port} "
-        f"(API at http://{settings.host}:{settings.port}/api"
-        f"{'' if with_worker else '; no worker in this process: run postroom worker'})",
-        file=sys.stderr,
-        flush=True,
-    )
+    if metrics_dir is None:  # the processes of ``api --processes N`` are announced once, by their parent
+        _print_listening(settings, with_worker=with_worker)
     if smtp_sockets:
         _print_smtp_ports(settings, smtp_sockets)
     uvicorn.Server(config).run(sockets=[http_socket])
     return 0
+
+
+def _print_listening(settings: Settings, *, with_worker: bool, processes: int = 1) -> None:
+    print(
+        f"Postroom {__version__} listening on http://{settings.host}:{settings.port} "
+        f"(API at http://{settings.host}:{settings.port}/api"
+        f"{f'; {processes} processes' if processes > 1 else ''}"
+        f"{'' if with_worker else '; no worker in this process: run postroom worker'})",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _api(settings: Settings) -> int:
+    """``postroom api``: the HTTP API without a worker, in ``settings.api_processes`` processes on one port."""
+    if settings.api_processes == 1:
+        return _serve(settings, with_worker=False)
+    import os
+    import shutil
+    import tempfile
+
+    from postroom.observability.logging import configure_logging
+    from postroom.system.supervisor import reuse_port_sockets, run_children
+
+    configure_logging(settings.log_level)
+    asyncio.run(_with_database(settings, lambda db: asyncio.sleep(0)))  # migrate once, before any child starts
+    try:
+        sockets = reuse_port_sockets(settings.host, settings.port, settings.api_processes)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+    # Each process counts its requests in files of this directory and ``/metrics`` adds them all up.
+    # prometheus_client picks its multiprocess mode when it is imported, which the children do after the fork.
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before the API processes were started")
+    metrics_dir = tempfile.mkdtemp(prefix="postroom-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+
+    def mark_dead(pid: int) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, metrics_dir)  # type: ignore[no-untyped-call]
+
+    _print_listening(settings, with_worker=False, processes=settings.api_processes)
+    try:
+        return run_children(
+            sockets,
+            lambda sock: _serve(settings, with_worker=False, http_socket=sock, metrics_dir=metrics_dir),
+            on_exit=mark_dead,
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _smtp_sockets(settings: Settings) -> dict[str, socket.socket]:
@@ -580,6 +641,9 @@ def _build_parser() -> argparse.ArgumentParser:
     api = commands.add_parser("api", parents=[common], help="run the API only (scale-out: workers run apart)")
     api.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     api.add_argument("--port", type=int, default=None, help="port to listen on (default 8025)")
+    api.add_argument(
+        "--processes", type=int, default=None, help="processes answering on the port, about one per core (default 1)"
+    )
     commands.add_parser("migrate", parents=[common], help="bring the database schema up to date")
     commands.add_parser("worker", parents=[common], help="deliver queued mail (as many processes as you like)")
 
@@ -689,13 +753,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=getattr(args, "host", None),
             port=getattr(args, "port", None),
             smtp_host=getattr(args, "smtp_host", None),
+            api_processes=getattr(args, "processes", None),
         )
         if args.command == "serve":
             return _serve(settings, with_smtp=not args.no_smtp)
         if args.command == "smtp":
             return _smtp(settings)
         if args.command == "api":
-            return _serve(settings, with_worker=False)
+            return _api(settings)
         if args.command == "migrate":
             return _migrate(settings)
         if args.command == "worker":

@@ -83,6 +83,9 @@ class Settings:
     """``POSTROOM_WORKER_SHUTDOWN_TIMEOUT``: on SIGTERM a worker stops claiming and lets in-flight work finish for at
     most this long (seconds); what is still running then is stopped and its leases released for other workers."""
     database_pool_size: int = 20
+    api_processes: int = 1
+    """``POSTROOM_API_PROCESSES`` (or ``postroom api --processes``): how many processes ``postroom api`` answers
+    with, on one port; about one per core."""
     """``POSTROOM_DATABASE_POOL_SIZE``: PostgreSQL connections a process may open per pool (it has two, reads and
     writes, plus one for pgqueuer in a worker and up to 4 for rate limits in an API process); keep the sum over
     every process under the server's ``max_connections``."""
@@ -250,6 +253,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "worker_lease_seconds": _int(env, "POSTROOM_WORKER_LEASE", 300, minimum=1),
         "worker_shutdown_seconds": _int(env, "POSTROOM_WORKER_SHUTDOWN_TIMEOUT", 30, minimum=0, maximum=3600),
         "database_pool_size": _int(env, "POSTROOM_DATABASE_POOL_SIZE", 20, minimum=1, maximum=1000),
+        "api_processes": _int(env, "POSTROOM_API_PROCESSES", 1, minimum=1, maximum=64),
         "rate_limit": _rate_limit(env, "POSTROOM_RATE_LIMIT", "1000/second"),
         "send_rate_limit": _rate_limit(env, "POSTROOM_SEND_RATE_LIMIT", "1000/second"),
         "redis_url": env.get("POSTROOM_REDIS_URL") or None,
@@ -265,6 +269,11 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "smtp_allow_plain": _flag(env, "POSTROOM_SMTP_ALLOW_PLAIN"),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
+    processes = values["api_processes"]
+    if not isinstance(processes, int) or not 1 <= processes <= 64:
+        raise ConfigError(
+            f"the number of API processes (--processes, POSTROOM_API_PROCESSES) must be 1 to 64, got {processes}"
+        )
     if values["log_level"] not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"POSTROOM_LOG_LEVEL must be debug, info, warning or error, got {values['log_level']!r}")
     relay = values["relay_url"]

@@ -81,12 +81,18 @@ class PostroomProcess:
 
 
 class ApiProcess(PostroomProcess):
-    """``postroom api`` on a free loopback port: HTTP only, no worker."""
+    """``postroom api`` on a free loopback port: HTTP only, no worker; ``processes`` > 1 for ``--processes``."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, *, host: str = "127.0.0.1", processes: int = 1) -> None:
         self.host = host
         self.port = free_port()
-        super().__init__(["api", "--host", host, "--port", str(self.port)], env, log_path)
+        command = ["api", "--host", host, "--port", str(self.port)]
+        super().__init__([*command, "--processes", str(processes)] if processes > 1 else command, env, log_path)
+
+    def children(self) -> list[int]:
+        """The pids of the processes ``--processes`` started (none for one process)."""
+        path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        return [int(pid) for pid in path.read_text().split()] if path.exists() else []
 
     @property
     def base_url(self) -> str:

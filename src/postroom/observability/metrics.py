@@ -17,5 +17,11 @@ AUTH_REJECTIONS = Counter("postroom_auth_rejections_total", "Requests refused by
 GC_FROZEN = Gauge(
     "postroom_gc_frozen_objects",
     "Objects from start-up kept out of the cyclic garbage collector's scans (0 until start-up has finished)",
+    multiprocess_mode="livemin",  # of several API processes, the one that has frozen least
 )
-GC_FROZEN.set_function(gc.get_freeze_count)
+
+
+def record_gc_freeze() -> None:
+    """Set ``GC_FROZEN`` once start-up has frozen its heap (a value, not a callback: several processes report it
+    through files, which a callback never writes)."""
+    GC_FROZEN.set(gc.get_freeze_count())

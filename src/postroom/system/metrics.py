@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, get
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from postroom.auth.client_ip import connection_client_ip
 from postroom.core.netaddr import ip_allowed
@@ -17,5 +18,10 @@ def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     ip = connection_client_ip(request)
     if ip is None or not ip_allowed(ip, request.app.state.settings.metrics_allowed_ips):
         raise IpNotAllowed()
+    registry = REGISTRY
+    metrics_dir = request.app.state.metrics_dir
+    if metrics_dir is not None:  # one of several API processes: report what all of them counted
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
     # Litestar appends the charset to text/* types itself.
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST.split("; charset")[0])
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST.split("; charset")[0])
