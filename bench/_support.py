@@ -24,6 +24,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """``cpu_seconds`` of a process and of its live descendants (the children of ``postroom api --processes N``)."""
+    total = cpu_seconds(pid)
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    for child in children.read_text().split() if children.exists() else []:
+        try:
+            total += tree_cpu_seconds(int(child))
+        except FileNotFoundError:  # it exited meanwhile
+            pass
+    return total
+
+
 def filesystem_of(path: Path) -> str:
     """The mount (device and type) ``path`` lives on: fsync cost, and so SQLite's commit cost, depends on it."""
     best = ("?", "?", "")

@@ -78,7 +78,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _support import (  # noqa: E402
-    cpu_seconds,
     filesystem_of,
     free_port,
     run_admin_sql,
@@ -87,6 +86,7 @@ from _support import (  # noqa: E402
     slow_sync,
     stop_mp,
     stop_server,
+    tree_cpu_seconds,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -522,9 +522,9 @@ def run_wrk(url: str, headers: dict[str, str], body: bytes, args: argparse.Names
     with _wrk_files(headers, body) as files:
         warm = _wrk(url, files, args, args.warmup) if args.warmup > 0 else None
         children_from = os.times()
-        server_from = cpu_seconds(server_pid)
+        server_from = tree_cpu_seconds(server_pid)
         run = _wrk(url, files, args, args.duration)
-        server_to = cpu_seconds(server_pid)
+        server_to = tree_cpu_seconds(server_pid)
         children_to = os.times()
     seconds = run["duration"] / 1e6
     ok = run["requests"] - run["status"]
@@ -570,9 +570,9 @@ def run_httpx(
         start_box.value = start
         go.set()
         time.sleep(max(0.0, start + args.warmup - time.monotonic()))
-        server_from = cpu_seconds(server_pid)
+        server_from = tree_cpu_seconds(server_pid)
         time.sleep(max(0.0, start + args.warmup + args.duration - time.monotonic()))
-        server_to = cpu_seconds(server_pid)
+        server_to = tree_cpu_seconds(server_pid)
         outcomes = [results.get(timeout=120) for _ in processes]
     errors = [o["error"] for o in outcomes if "error" in o]
     if errors:
@@ -686,11 +686,14 @@ def _wait_for_deliveries(delivered: Any, count: int, timeout: float) -> str:
     return f"delivered the {count} accepted in {waited:.1f} s more"
 
 
-def run_postroom(ctx: Any, tmp: Path, args: argparse.Namespace, body: bytes, command: str) -> LoadResult:
-    """``command`` is ``serve`` (API with the embedded worker delivering) or ``api`` (the API alone)."""
-    log_path = tmp / f"postroom-{command}.log"
+def run_postroom(
+    ctx: Any, tmp: Path, args: argparse.Namespace, body: bytes, command: str, processes: int = 1
+) -> LoadResult:
+    """``command`` is ``serve`` (API with the embedded worker delivering) or ``api`` (the API alone, in
+    ``processes`` processes)."""
+    log_path = tmp / f"postroom-{command}-{processes}.log"
     with (
-        run_database(args, tmp, f"postroom_{command}") as (db_env, db),
+        run_database(args, tmp, f"postroom_{command}_{processes}") as (db_env, db),
         smtp_sink(ctx) as (
             sink_port,
             delivered,
@@ -727,6 +730,8 @@ def run_postroom(ctx: Any, tmp: Path, args: argparse.Namespace, body: bytes, com
         port = free_port()
         log = stack.enter_context(log_path.open("wb"))
         argv = [sys.executable, "-m", "postroom", command, "--port", str(port)]
+        if processes > 1:
+            argv += ["--processes", str(processes)]
         server = subprocess.Popen(
             slow_sync([*argv, *(["--no-smtp"] if command == "serve" else [])], args.fsync_delay_ms),
             env=env,
@@ -758,7 +763,8 @@ def run_postroom(ctx: Any, tmp: Path, args: argparse.Namespace, body: bytes, com
         else "no worker ran"
     )
     print(
-        f"  postroom {command}: {rows} messages committed for {result.ok_total} x 200 seen (warm-up included) "
+        f"  postroom {command}{f' --processes {processes}' if processes > 1 else ''}: {rows} messages committed "
+        f"for {result.ok_total} x 200 seen (warm-up included) "
         f"[{result.committed(rows)}]; {mode}; {worker}"
     )
     return result
@@ -842,6 +848,12 @@ def main() -> None:
         help="where both servers keep the data: SQLite (default) or a new database on the PostgreSQL cluster of "
         "POSTROOM_TEST_POSTGRES_URL (an admin URL)",
     )
+    parser.add_argument(
+        "--api-processes",
+        type=int,
+        default=2,
+        help="also measure postroom api --processes N, one process a core (default 2; 0 or 1 skips it)",
+    )
     parser.add_argument("--serve-baseline", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--baseline-db", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -887,10 +899,16 @@ def main() -> None:
         baseline = run_baseline(ctx, tmp, args, body)
         report("baseline", baseline)
         runs = {"baseline": baseline}
+        meanings = {"serve": "API + embedded worker delivering", "api": "the API alone"}
         for command in ("serve", "api"):
             runs[command] = run_postroom(ctx, tmp, args, body, command)
             report(command, runs[command])
-    for command, meaning in (("serve", "API + embedded worker delivering"), ("api", "the API alone")):
+        if args.api_processes > 1:
+            label = f"api x{args.api_processes}"
+            meanings[label] = f"the API alone, postroom api --processes {args.api_processes}"
+            runs[label] = run_postroom(ctx, tmp, args, body, "api", args.api_processes)
+            report(label, runs[label])
+    for command, meaning in meanings.items():
         ratio = runs[command].rps / baseline.rps if baseline.rps else float("nan")
         verdict = "OK" if ratio >= 1.0 else "BELOW TARGET"
         if args.fsync_delay_ms > 0:
