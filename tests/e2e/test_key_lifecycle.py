@@ -206,7 +206,10 @@ def test_keys_are_never_stored_or_logged_in_clear(server: Server, backend: Backe
         client.auth_check()  # a revoked key: logged and recorded with its prefix only
     listing = run_cli(backend, "keys", "list").stdout + run_cli(backend, "keys", "list", "--json").stdout
 
-    secret_part = key[5:]  # everything after "lttr_"; the display prefix reveals 7 of these characters
+    # What the stored display prefix (key[:12]) does not reveal. Windows that start inside the prefix would match
+    # wherever a stored copy of it happens to be followed by the key's next character (a letter of the row's
+    # other text), a false alarm in a few percent of runs.
+    secret_part = key[12:]
     windows = {secret_part[i : i + 8] for i in range(len(secret_part) - 7)}
     haystacks = {
         "database": backend.dump().decode("latin-1"),
