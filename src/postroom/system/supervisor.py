@@ -76,17 +76,22 @@ def run_children(
             except ProcessLookupError:
                 pass
 
-    # Set before the first fork, so that a signal meanwhile still reaches the children started so far.
-    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    # Set before the first fork, so that a signal meanwhile still reaches the children started so far; blocked
+    # around each fork, so that it is handled by the parent once the child is on its list, or by the child only
+    # once the child has its default handling back (never ``stop`` running in a child).
+    signals = {signal.SIGTERM, signal.SIGINT}
+    previous = {signum: signal.signal(signum, stop) for signum in signals}
     for index, sock in enumerate(sockets):
         if stopping:
             break
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
         pid = os.fork()
         if pid == 0:  # the child: default signal handling until its server sets its own, its socket only
             code = 1
             try:
                 for signum in previous:
                     signal.signal(signum, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
                 os.setpgid(0, 0)
                 for other in sockets:
                     if other is not sock:
@@ -97,6 +102,7 @@ def run_children(
             finally:
                 os._exit(code)
         children[pid] = index
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
     for sock in sockets:
         sock.close()
 
