@@ -34,6 +34,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from limits import RateLimitItem, parse_many
@@ -290,7 +291,9 @@ class FileStorage(CounterStorage):
 
     def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any) -> None:
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-        self._file = WindowFile(str(options["path"]))
+        path = Path(str(options["path"]))
+        path.parent.mkdir(parents=True, exist_ok=True)  # the app may be built before the database is opened
+        self._file = WindowFile(str(path))
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
