@@ -80,3 +80,14 @@ def test_a_file_of_another_format_is_started_again_empty_and_kept_private(tmp_pa
     windows.close()
     resized = WindowFile(str(path), slots=8)  # a file made with another number of slots counts from nothing
     assert resized.window("k", 1.0) is None
+
+
+def test_the_rate_limit_store_makes_the_directory_its_file_lives_in(tmp_path: Path) -> None:
+    """The app (and so its rate limiter) may be built before the database has made the data directory."""
+    import asyncio
+
+    from postroom.auth.ratelimit import FileStorage
+
+    store = FileStorage(path=tmp_path / "not made yet" / "postroom.db.rate-limits")
+    assert asyncio.run(store.incr_many([("k", 60)]))[0][0] == 1
+    asyncio.run(store.close())
