@@ -925,9 +925,10 @@ def main() -> None:
                 f"note: the load generator used {result.client_cpu:.0%} of a core during the {label} run "
                 f"({args.clients} process(es)), so it may be the limit there; {advice}"
             )
-        if result.server_cpu >= 0.9:
+        cores = args.api_processes if label.startswith("api x") else 1  # one interpreter uses one core at most
+        if result.server_cpu >= 0.9 * cores:
             print(f"note: the {label} server used {result.server_cpu:.0%} of a core: it is CPU-bound at this load")
-        elif result.server_cpu <= 0.5 and result.client_cpu < 0.9:
+        elif result.server_cpu <= 0.5 * cores and result.client_cpu < 0.9:
             print(
                 f"note: neither side of the {label} run was CPU-bound (server {result.server_cpu:.0%}): it waits "
                 "on commits (fsync)"
