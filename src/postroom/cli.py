@@ -487,16 +487,16 @@ def _api(settings: Settings) -> int:
     from postroom.observability.logging import configure_logging
     from postroom.system.supervisor import reuse_port_sockets, run_children
 
+    # Each process counts its requests in files of a directory of their own and ``/metrics`` adds them all up.
+    # prometheus_client picks its multiprocess mode when it is imported, which the children do after the fork.
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before the API processes were started")
     configure_logging(settings.log_level)
     asyncio.run(_with_database(settings, lambda db: asyncio.sleep(0)))  # migrate once, before any child starts
     try:
         sockets = reuse_port_sockets(settings.host, settings.port, settings.api_processes)
     except OSError as exc:
         raise UsageError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
-    # Each process counts its requests in files of this directory and ``/metrics`` adds them all up.
-    # prometheus_client picks its multiprocess mode when it is imported, which the children do after the fork.
-    if "prometheus_client" in sys.modules:
-        raise RuntimeError("prometheus_client was imported before the API processes were started")
     metrics_dir = tempfile.mkdtemp(prefix="postroom-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
 
