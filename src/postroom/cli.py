@@ -482,12 +482,11 @@ def _api(settings: Settings) -> int:
         return _serve(settings, with_worker=False)
     import os
     import shutil
-    import tempfile
 
     from postroom.observability.logging import configure_logging
     from postroom.system.supervisor import reuse_port_sockets, run_children
 
-    # Each process counts its requests in files of a directory of their own and ``/metrics`` adds them all up.
+    # Each process counts its requests in files of one directory and ``/metrics`` adds them all up.
     # prometheus_client picks its multiprocess mode when it is imported, which the children do after the fork.
     if "prometheus_client" in sys.modules:
         raise RuntimeError("prometheus_client was imported before the API processes were started")
@@ -497,7 +496,11 @@ def _api(settings: Settings) -> int:
         sockets = reuse_port_sockets(settings.host, settings.port, settings.api_processes)
     except OSError as exc:
         raise UsageError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
-    metrics_dir = tempfile.mkdtemp(prefix="postroom-metrics-")
+    # The port is this installation's alone now, so whatever a parent killed without cleaning up left here is stale.
+    metrics_path = settings.data_dir / f"api-metrics-{settings.port}"
+    shutil.rmtree(metrics_path, ignore_errors=True)
+    metrics_path.mkdir(mode=0o700, parents=True)
+    metrics_dir = str(metrics_path)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
 
     def mark_dead(pid: int) -> None:

@@ -32,6 +32,15 @@ def _read_syscalls(pid: int) -> int:
     raise AssertionError("no syscr in /proc/<pid>/io")
 
 
+def _health_count(text: str) -> float:
+    """The ``GET /api/health`` requests a ``/metrics`` page counts, over every status."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("postroom_http_requests_total{") and 'route="/api/health"' in line
+    )
+
+
 def _new_team(backend: Backend) -> int:
     from postroom.core.clock import utcnow
     from postroom.teams import queries as team_queries
@@ -81,15 +90,8 @@ def test_both_processes_answer_and_one_rate_limit_window_holds_across_them(
 
 
 def test_metrics_count_every_process_s_requests_once_whichever_answers_the_scrape(api: ApiProcess) -> None:
-    def health_count(text: str) -> float:
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("postroom_http_requests_total{") and 'route="/api/health"' in line
-        )
-
     with http_from() as http:
-        start = health_count(http.get(api.base_url + "/metrics").text)
+        start = _health_count(http.get(api.base_url + "/metrics").text)
     for _ in range(30):
         with http_from() as http:
             assert http.get(api.api_url + "/health").status_code == 200
@@ -98,7 +100,7 @@ def test_metrics_count_every_process_s_requests_once_whichever_answers_the_scrap
         with http_from() as http:
             response = http.get(api.base_url + "/metrics")
             assert response.status_code == 200
-            scrapes.append(health_count(response.text) - start)
+            scrapes.append(_health_count(response.text) - start)
     assert scrapes == [30.0] * 6
     frozen = [line for line in response.text.splitlines() if line.startswith("postroom_gc_frozen_objects ")]
     assert len(frozen) == 1 and float(frozen[0].split()[1]) > 50_000
@@ -145,6 +147,36 @@ def test_sigterm_stops_every_process_cleanly_and_a_crashed_one_stops_the_rest(ba
         time.sleep(0.05)
     assert not Path(f"/proc/{second}").exists(), "the other process was left running"
     assert f"API process 0 (pid {first}) exited with -9; stopping the others" in crashed.log_text()
+
+
+def test_when_the_parent_is_killed_its_processes_leave_and_the_next_start_counts_afresh(
+    backend: Backend, tmp_path: Path
+) -> None:
+    first = ApiProcess(backend.subprocess_env(), tmp_path / "first.log", processes=2).start()
+    children = first.children()
+    for _ in range(5):
+        with http_from() as http:
+            assert http.get(first.api_url + "/health").status_code == 200
+    first.kill()  # SIGKILL: the parent cleans nothing up
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in children), "orphaned API processes kept running"
+    assert (backend.settings.data_dir / f"api-metrics-{first.port}").exists()  # left behind by the killed parent
+
+    second = ApiProcess(backend.subprocess_env(), tmp_path / "second.log", processes=2)
+    second.port = first.port  # the port the orphans would have held
+    second.command[second.command.index("--port") + 1] = str(first.port)
+    second.start()
+    try:
+        for _ in range(3):
+            with http_from() as http:
+                assert http.get(second.api_url + "/health").status_code == 200
+        with http_from() as http:
+            assert _health_count(http.get(second.base_url + "/metrics").text) == 3.0  # the first run's 5 are gone
+    finally:
+        assert second.terminate(timeout=30) == 0
+    assert not (backend.settings.data_dir / f"api-metrics-{first.port}").exists()
 
 
 def test_a_port_in_use_is_refused_before_any_process_starts(backend: Backend, api: ApiProcess) -> None:

@@ -10,13 +10,17 @@ the connections, 23 of 32 in a trial.) The parent only supervises:
   Ctrl-C in the terminal reaches them once, through the parent.
 - A child that exits on its own (a crash, an out-of-memory kill): the parent stops the others and exits 1. A
   service manager restarts the whole unit (``deploy/systemd``); half of an API left running would hide the fault.
+- The parent killed outright (SIGKILL): each child gets SIGTERM from the kernel (``PR_SET_PDEATHSIG``) and shuts
+  down gracefully, so no orphan keeps the port from the next start.
 
 Nothing is shared in memory between the children: what they must agree on lives in the database, in the rate-limit
-store (a counters file on SQLite, the database on PostgreSQL, or Redis) and in the metrics directory.
+store (a counters file on SQLite, the database on PostgreSQL, or Redis) and in the metrics directory
+(``<data dir>/api-metrics-<port>``, emptied as the parent starts and removed as it exits).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -25,6 +29,18 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 
 log = logging.getLogger("postroom.supervisor")
+
+
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _terminate_with_parent(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when its parent dies (Linux), and leave at once if it already has."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # the parent died before the request was in place
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def reuse_port_sockets(host: str, port: int, count: int, *, backlog: int = 2048) -> list[socket.socket]:
@@ -81,6 +97,7 @@ def run_children(
     # once the child has its default handling back (never ``stop`` running in a child).
     signals = {signal.SIGTERM, signal.SIGINT}
     previous = {signum: signal.signal(signum, stop) for signum in signals}
+    parent = os.getpid()
     for index, sock in enumerate(sockets):
         if stopping:
             break
@@ -92,6 +109,7 @@ def run_children(
                 for signum in previous:
                     signal.signal(signum, signal.SIG_DFL)
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+                _terminate_with_parent(parent)
                 os.setpgid(0, 0)
                 for other in sockets:
                     if other is not sock:
