@@ -83,12 +83,12 @@ class Settings:
     """``POSTROOM_WORKER_SHUTDOWN_TIMEOUT``: on SIGTERM a worker stops claiming and lets in-flight work finish for at
     most this long (seconds); what is still running then is stopped and its leases released for other workers."""
     database_pool_size: int = 20
-    api_processes: int = 1
-    """``POSTROOM_API_PROCESSES`` (or ``postroom api --processes``): how many processes ``postroom api`` answers
-    with, on one port; about one per core."""
     """``POSTROOM_DATABASE_POOL_SIZE``: PostgreSQL connections a process may open per pool (it has two, reads and
     writes, plus one for pgqueuer in a worker and up to 4 for rate limits in an API process); keep the sum over
     every process under the server's ``max_connections``."""
+    api_processes: int = 1
+    """``POSTROOM_API_PROCESSES`` (or ``postroom api --processes``): how many processes ``postroom api`` answers
+    with, on one port; about one per core."""
     rate_limit: str = "1000/second"
     """``POSTROOM_RATE_LIMIT``: requests per team to every keyed ``/api`` route, in ``limits`` notation
     (``3/second``, ``100/minute;5000/hour``); ``off`` disables it. Lettr's hosted default is ``3/second``."""
@@ -253,7 +253,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "worker_lease_seconds": _int(env, "POSTROOM_WORKER_LEASE", 300, minimum=1),
         "worker_shutdown_seconds": _int(env, "POSTROOM_WORKER_SHUTDOWN_TIMEOUT", 30, minimum=0, maximum=3600),
         "database_pool_size": _int(env, "POSTROOM_DATABASE_POOL_SIZE", 20, minimum=1, maximum=1000),
-        "api_processes": _int(env, "POSTROOM_API_PROCESSES", 1, minimum=1, maximum=64),
+        "api_processes": _int(env, "POSTROOM_API_PROCESSES", 1),  # its range is checked below, flag included
         "rate_limit": _rate_limit(env, "POSTROOM_RATE_LIMIT", "1000/second"),
         "send_rate_limit": _rate_limit(env, "POSTROOM_SEND_RATE_LIMIT", "1000/second"),
         "redis_url": env.get("POSTROOM_REDIS_URL") or None,
