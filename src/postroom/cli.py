@@ -352,10 +352,6 @@ def _freeze_startup_heap() -> None:
 
     gc.collect()
     gc.freeze()
-    if "prometheus_client" in sys.modules:  # a process that serves /metrics
-        from postroom.observability.metrics import record_gc_freeze
-
-        record_gc_freeze()
 
 
 def _background_work(db: Database, settings: Settings) -> tuple[Any, Callable[[], list[Any]]]:
@@ -427,7 +423,10 @@ def _serve(
             smtp_listeners.append(await start_listeners(settings, db, smtp_sockets, wake=wake, rate_limiter=limiter))
 
     async def freeze_heap() -> None:
+        from postroom.observability.metrics import record_gc_freeze
+
         _freeze_startup_heap()
+        record_gc_freeze()  # this process serves /metrics
 
     async def stop() -> None:
         for listener in smtp_listeners:  # refuse new mail first; what was acknowledged is committed
