@@ -111,8 +111,7 @@ class SQLiteDatabase(Database):
         self._engine = create_engine(url, pool_size=8, max_overflow=8)
         event.listen(self._engine, "connect", _sqlite_on_connect)
         event.listen(self._engine, "begin", _sqlite_on_begin)
-        in_memory = path in ("", ":memory:") or path.startswith("file::memory:")
-        self._writer = GroupCommitWriter(self._engine, lock_path=None if in_memory else f"{path}.write-lock")
+        self._writer = GroupCommitWriter(self._engine, lock_path=f"{path}.write-lock")
         self._readers = threading.local()
         self._background = set()
 

@@ -54,11 +54,10 @@ def _resolve(job: _Job, result: Any, error: BaseException | None) -> None:
 
 
 class GroupCommitWriter:
-    def __init__(self, engine: Engine, *, lock_path: str | None = None, max_batch: int = MAX_BATCH) -> None:
-        """``lock_path`` is the file whose ``flock`` every writer of the database takes for a batch (none for a
-        database no other process can open)."""
+    def __init__(self, engine: Engine, *, lock_path: str, max_batch: int = MAX_BATCH) -> None:
+        """``lock_path`` is the file whose ``flock`` every writer of the database takes for a batch."""
         self._engine = engine
-        self._lock_fd = None if lock_path is None else os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._conn: Connection | None = None  # the writer thread's own, kept between batches
@@ -82,8 +81,7 @@ class GroupCommitWriter:
             self._serve()
         finally:
             self._discard()
-            if self._lock_fd is not None:
-                os.close(self._lock_fd)
+            os.close(self._lock_fd)
 
     def _serve(self) -> None:
         stopping = False
@@ -101,9 +99,6 @@ class GroupCommitWriter:
                     stopping = True
                     break
                 batch.append(more)
-            if self._lock_fd is None:
-                self._commit(batch)
-                continue
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
                 self._commit(batch)
