@@ -83,9 +83,17 @@ class PostroomProcess:
 class ApiProcess(PostroomProcess):
     """``postroom api`` on a free loopback port: HTTP only, no worker; ``processes`` > 1 for ``--processes``."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, host: str = "127.0.0.1", processes: int = 1) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        host: str = "127.0.0.1",
+        processes: int = 1,
+        port: int | None = None,
+    ) -> None:
         self.host = host
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         command = ["api", "--host", host, "--port", str(self.port)]
         super().__init__([*command, "--processes", str(processes)] if processes > 1 else command, env, log_path)
 
@@ -125,6 +133,18 @@ class WorkerProcess(PostroomProcess):
 def stop_all(processes: Iterable[PostroomProcess]) -> None:
     for process in processes:
         process.terminate(timeout=30)
+
+
+def new_team(backend: Backend) -> int:
+    """A team of its own (with its default project), so that its rate-limit windows start empty."""
+    from postroom.teams import queries as team_queries
+
+    def create(conn: Connection) -> int:
+        team_id = team_queries.insert_team(conn, "Rate-limited team", utcnow())
+        team_queries.insert_project(conn, team_id, "Default project", is_default=True, now=utcnow())
+        return int(team_id)
+
+    return backend.write(create)
 
 
 def ensure_sending_domain(backend: Backend, name: str = "sender.test", team_id: int | None = None) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from postroom.models import messages
 from tests.conftest import Backend, bearer, http_from
-from tests.system.cluster import ApiProcess, ensure_sending_domain
+from tests.system.cluster import ApiProcess, ensure_sending_domain, new_team
 
 
 def _read_syscalls(pid: int) -> int:
@@ -39,13 +39,6 @@ def _health_count(text: str) -> float:
         for line in text.splitlines()
         if line.startswith("postroom_http_requests_total{") and 'route="/api/health"' in line
     )
-
-
-def _new_team(backend: Backend) -> int:
-    from postroom.core.clock import utcnow
-    from postroom.teams import queries as team_queries
-
-    return int(backend.write(lambda conn: team_queries.insert_team(conn, "Many-process team", utcnow())))
 
 
 @pytest.fixture
@@ -74,7 +67,7 @@ def test_both_processes_answer_and_one_rate_limit_window_holds_across_them(
     api = limited_api
     children = api.children()
     assert len(children) == 2
-    key = backend.create_key(team_id=_new_team(backend)).key
+    key = backend.create_key(team_id=new_team(backend)).key
     before = {pid: _read_syscalls(pid) for pid in children}
     statuses = []
     for _ in range(14):
@@ -164,10 +157,8 @@ def test_when_the_parent_is_killed_its_processes_leave_and_the_next_start_counts
     assert not any(Path(f"/proc/{pid}").exists() for pid in children), "orphaned API processes kept running"
     assert (backend.settings.data_dir / f"api-metrics-{first.port}").exists()  # left behind by the killed parent
 
-    second = ApiProcess(backend.subprocess_env(), tmp_path / "second.log", processes=2)
-    second.port = first.port  # the port the orphans would have held
-    second.command[second.command.index("--port") + 1] = str(first.port)
-    second.start()
+    # on the port the orphans would have held
+    second = ApiProcess(backend.subprocess_env(), tmp_path / "second.log", processes=2, port=first.port).start()
     try:
         for _ in range(3):
             with http_from() as http:

@@ -18,7 +18,7 @@ import pytest
 from postroom.auth.ratelimit import DatabaseStorage
 from postroom.config import ConfigError, load_settings
 from tests.conftest import Backend, LoopThread, bearer, http_from
-from tests.system.cluster import ApiProcess
+from tests.system.cluster import ApiProcess, new_team
 
 RATE_MESSAGE = "Rate limit exceeded. Please slow down your requests."
 
@@ -32,23 +32,10 @@ def limited_api(backend: Backend, tmp_path: Path) -> Iterator[ApiProcess]:
     api.terminate()
 
 
-def _new_team(backend: Backend) -> int:
-    from postroom.teams import queries as team_queries
-
-    def create(conn):  # type: ignore[no-untyped-def]
-        from postroom.core.clock import utcnow
-
-        team_id = team_queries.insert_team(conn, "Rate-limited team", utcnow())
-        team_queries.insert_project(conn, team_id, "Default project", is_default=True, now=utcnow())
-        return team_id
-
-    return int(backend.write(create))
-
-
 def test_every_counted_response_carries_the_headers_and_the_sixth_request_gets_429(
     backend: Backend, limited_api: ApiProcess
 ) -> None:
-    key = backend.create_key(team_id=_new_team(backend)).key
+    key = backend.create_key(team_id=new_team(backend)).key
     with http_from() as http:
         seen = []
         for path in ["/projects", "/emails/unknown-id", "/projects", "/domains", "/projects"]:
@@ -68,7 +55,7 @@ def test_every_counted_response_carries_the_headers_and_the_sixth_request_gets_4
 def test_sends_have_their_own_tighter_limit_and_it_comes_before_validation(
     backend: Backend, limited_api: ApiProcess
 ) -> None:
-    key = backend.create_key(team_id=_new_team(backend)).key
+    key = backend.create_key(team_id=new_team(backend)).key
     with http_from() as http:
         statuses = []
         for _ in range(3):
@@ -82,7 +69,7 @@ def test_sends_have_their_own_tighter_limit_and_it_comes_before_validation(
 def test_authentication_ip_and_scope_refusals_come_before_the_rate_limit_and_do_not_count(
     backend: Backend, limited_api: ApiProcess
 ) -> None:
-    team = _new_team(backend)
+    team = new_team(backend)
     full = backend.create_key(team_id=team).key
     sending = backend.create_key(team_id=team, permission="sending").key
     fenced = backend.create_key(team_id=team, allowed_ips="203.0.113.9").key
@@ -112,7 +99,7 @@ def test_two_api_processes_share_one_window_without_redis(
     env = backend.subprocess_env({"POSTROOM_RATE_LIMIT": "10/minute"})
     apis = [ApiProcess(env, tmp_path / f"api{n}.log").start() for n in range(2)]
     try:
-        key = backend.create_key(team_id=_new_team(backend)).key
+        key = backend.create_key(team_id=new_team(backend)).key
         statuses = []
         with http_from() as http:
             for i in range(14):
@@ -161,7 +148,7 @@ def test_two_api_processes_share_one_window_in_redis(backend: Backend, redis_url
     env = backend.subprocess_env({"POSTROOM_RATE_LIMIT": "10/minute", "POSTROOM_REDIS_URL": redis_url})
     apis = [ApiProcess(env, tmp_path / f"api{n}.log").start() for n in range(2)]
     try:
-        key = backend.create_key(team_id=_new_team(backend)).key
+        key = backend.create_key(team_id=new_team(backend)).key
         statuses, remaining = [], []
         with http_from() as http:
             for i in range(14):
