@@ -46,6 +46,7 @@ from litestar.types import Scope as AsgiScope
 from postroom.auth.scopes import Scope
 from postroom.auth.windows import WindowFile
 from postroom.config import ConfigError, Settings
+from postroom.db.engine import sqlite_file
 from postroom.errors import RateLimitExceeded
 
 log = logging.getLogger("postroom.auth")
@@ -348,7 +349,7 @@ def open_storage(settings: Settings) -> CounterStorage:
     url = settings.effective_database_url
     if url.startswith("postgresql"):
         return DatabaseStorage("postroom+" + url)
-    return FileStorage(path=f"{url.removeprefix('sqlite:///')}.rate-limits")
+    return FileStorage(path=f"{sqlite_file(url)}.rate-limits")
 
 
 class RateLimiter:

@@ -100,13 +100,18 @@ class Database(ABC):
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
 
+def sqlite_file(url: str) -> str:
+    """The file a ``sqlite:///`` URL names; the write lock and the rate-limit counters live beside it."""
+    return url.removeprefix("sqlite:///")
+
+
 class SQLiteDatabase(Database):
     dialect = "sqlite"
 
     def __init__(self, url: str) -> None:
         from postroom.db.writer import GroupCommitWriter
 
-        path = url.removeprefix("sqlite:///")
+        path = sqlite_file(url)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._engine = create_engine(url, pool_size=8, max_overflow=8)
         event.listen(self._engine, "connect", _sqlite_on_connect)
