@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,16 +21,15 @@ import pytest
 from sqlalchemy import Connection, select
 
 from postroom.core.clock import utcnow
-from postroom.domains import service as domains_service
 from postroom.emails import service as emails_service
 from postroom.emails.validation import parse_send_request
 from postroom.models import messages, recipients
 from tests.conftest import Backend, Server, bearer, http_from
 from tests.support.smtp_sink import SmtpSink
+from tests.system.cluster import ensure_sending_domain, message_ids
 
 MESSAGES = 2000
 CONCURRENCY = 16
-_MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>]+>)", re.I | re.M)
 
 
 @pytest.fixture
@@ -52,25 +49,6 @@ def _env(backend: Backend, sink: SmtpSink) -> dict[str, str]:
     )
 
 
-def _ensure_domain(backend: Backend) -> None:
-    def add(conn: Connection) -> None:
-        if domains_service.find_domain(conn, team_id=backend.team_id, name="sender.test") is None:
-            domains_service.add_domain(
-                conn, team_id=backend.team_id, name="sender.test", approve=True, now=utcnow(), settings=backend.settings
-            )
-
-    backend.write(add)
-
-
-def _received_ids(sink: SmtpSink) -> Counter[bytes]:
-    ids: Counter[bytes] = Counter()
-    for message in sink.messages:
-        found = _MESSAGE_ID.search(message.data)
-        assert found, message.data[:500]
-        ids[found.group(1)] += 1
-    return ids
-
-
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "postroom", "worker"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
@@ -79,9 +57,9 @@ def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 def _wait_for_unique(sink: SmtpSink, count: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while len(_received_ids(sink)) < count:
+    while len(message_ids(sink.messages)) < count:
         if time.monotonic() > deadline:
-            raise AssertionError(f"only {len(_received_ids(sink))} of {count} messages arrived")
+            raise AssertionError(f"only {len(message_ids(sink.messages))} of {count} messages arrived")
         time.sleep(0.05)
 
 
@@ -89,7 +67,7 @@ def test_killing_the_worker_loses_nothing_and_duplicates_only_in_flight_messages
     own_backend: Backend, crash_sink: SmtpSink, tmp_path: Path
 ) -> None:
     backend = own_backend
-    _ensure_domain(backend)
+    ensure_sending_domain(backend)
     expected: set[bytes] = set()
     for batch in range(MESSAGES // 100):
         requests = [
@@ -145,7 +123,7 @@ def test_killing_the_worker_loses_nothing_and_duplicates_only_in_flight_messages
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
 
-    received = _received_ids(crash_sink)
+    received = message_ids(crash_sink.messages)
     lost = expected - set(received)
     duplicates = sum(n - 1 for n in received.values())
     print(f"\ncrash[{backend.name}]: kills={kills} messages={MESSAGES} lost={len(lost)} duplicates={duplicates}")
@@ -156,7 +134,7 @@ def test_killing_the_worker_loses_nothing_and_duplicates_only_in_flight_messages
 
 def test_killing_the_api_loses_no_acknowledged_send(own_backend: Backend, crash_sink: SmtpSink, tmp_path: Path) -> None:
     backend = own_backend
-    _ensure_domain(backend)
+    ensure_sending_domain(backend)
     key = backend.create_key().key
     server = Server(backend, tmp_path / "api.log", env=_env(backend, crash_sink)).start()
     acknowledged: list[str] = []

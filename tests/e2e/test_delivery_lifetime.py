@@ -11,30 +11,17 @@ from pathlib import Path
 import pytest
 from lettr import Lettr
 
-from postroom.core.clock import utcnow
-from postroom.domains import service as domains_service
 from tests.conftest import Backend, Server, mail_env
 from tests.support.dns_server import DnsServer
 from tests.support.smtp_sink import SmtpSink
+from tests.system.cluster import ensure_sending_domain
 
 
 @pytest.fixture
 def short_lived_server(
     own_backend: Backend, dns_server: DnsServer, smtp_sink: SmtpSink, tmp_path: Path
 ) -> Iterator[Server]:
-    own_backend.write(
-        lambda conn: (
-            domains_service.find_domain(conn, team_id=own_backend.team_id, name="sender.test")
-            or domains_service.add_domain(
-                conn,
-                team_id=own_backend.team_id,
-                name="sender.test",
-                approve=True,
-                now=utcnow(),
-                settings=own_backend.settings,
-            )
-        )
-    )
+    ensure_sending_domain(own_backend)
     env = {**mail_env(dns_server, smtp_sink), "POSTROOM_DELIVERY_LIFETIME": "3"}
     server = Server(own_backend, tmp_path / "server.log", env=env).start()
     yield server
@@ -62,19 +49,7 @@ def test_a_recipient_deferred_past_the_lifetime_bounces_without_suppression(
 
 
 def test_with_a_relay_every_message_goes_to_it(own_backend: Backend, tmp_path: Path) -> None:
-    own_backend.write(
-        lambda conn: (
-            domains_service.find_domain(conn, team_id=own_backend.team_id, name="sender.test")
-            or domains_service.add_domain(
-                conn,
-                team_id=own_backend.team_id,
-                name="sender.test",
-                approve=True,
-                now=utcnow(),
-                settings=own_backend.settings,
-            )
-        )
-    )
+    ensure_sending_domain(own_backend)
     with SmtpSink() as relay:
         # no DNS server configured: a recipient domain that resolves nowhere still reaches the relay
         env = {"POSTROOM_RELAY_URL": f"smtp://127.0.0.1:{relay.port}", "POSTROOM_MAIL_HOSTNAME": "postroom.test"}
