@@ -599,19 +599,13 @@ def _worker(settings: Settings) -> int:
 
 
 def _listen_socket(host: str, port: int) -> socket.socket:
-    """The listening socket; an IPv6 host such as ``::`` also accepts IPv4 (peers then appear as ``::ffff:a.b.c.d``)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    """The listening socket of one process (``supervisor.listening_socket``); a port in use is a usage error."""
+    from postroom.system.supervisor import listening_socket
+
     try:
-        sock.bind((host, port))
+        return listening_socket(host, port)
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 def _migrate(settings: Settings) -> int:

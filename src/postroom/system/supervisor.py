@@ -43,7 +43,27 @@ def _terminate_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def reuse_port_sockets(host: str, port: int, count: int, *, backlog: int = 2048) -> list[socket.socket]:
+def listening_socket(host: str, port: int, *, reuse_port: bool = False, backlog: int = 2048) -> socket.socket:
+    """A listening socket on ``host:port``, inheritable by a forked child; an IPv6 host such as ``::`` also accepts
+    IPv4 (peers then appear as ``::ffff:a.b.c.d``). ``reuse_port`` lets other sockets of this kind share the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def reuse_port_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     """``count`` listening sockets on ``host:port`` that share it with ``SO_REUSEPORT``.
 
     A plain bind is tried first and released, so that a port already in use fails here as it would for one
@@ -56,15 +76,7 @@ def reuse_port_sockets(host: str, port: int, count: int, *, backlog: int = 2048)
     sockets: list[socket.socket] = []
     try:
         for _ in range(count):
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            sock.bind((host, port))
-            sock.listen(backlog)
-            sock.set_inheritable(True)
+            sockets.append(listening_socket(host, port, reuse_port=True))
     except OSError:
         for sock in sockets:
             sock.close()
