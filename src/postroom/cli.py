@@ -90,6 +90,12 @@ async def _with_database(settings: Settings, work: Callable[[Database], Any]) ->
         await db.close()
 
 
+def _migrate_schema(settings: Settings) -> None:
+    """Bring the schema up to date on an event loop and connection pool of their own: a server or worker then starts
+    a new loop, and asyncpg connections belong to the loop that opened them."""
+    asyncio.run(_with_database(settings, lambda db: asyncio.sleep(0)))
+
+
 def _ensure_defaults(conn: Connection, now: Any) -> None:
     teams_service.ensure_default_team(conn, now=now)
 
@@ -400,9 +406,7 @@ def _serve(
 
     configure_logging(settings.log_level)
     if http_socket is None:
-        # Migrate on a connection pool of its own: asyncpg connections belong to the event loop that opened them,
-        # and the server runs on a new one.
-        asyncio.run(_with_database(settings, lambda db: asyncio.sleep(0)))
+        _migrate_schema(settings)
         http_socket = _listen_socket(settings.host, settings.port)
     db = open_database(settings)
     dispatcher, work = _background_work(db, settings) if with_worker else (None, list)
@@ -490,7 +494,7 @@ def _api(settings: Settings) -> int:
     if "prometheus_client" in sys.modules:
         raise RuntimeError("prometheus_client was imported before the API processes were started")
     configure_logging(settings.log_level)
-    asyncio.run(_with_database(settings, lambda db: asyncio.sleep(0)))  # migrate once, before any child starts
+    _migrate_schema(settings)  # once, before any child starts
     try:
         sockets = reuse_port_sockets(settings.host, settings.port, settings.api_processes)
     except OSError as exc:
@@ -540,7 +544,7 @@ def _smtp(settings: Settings) -> int:
     from postroom.relay.listener import start_listeners
 
     configure_logging(settings.log_level)
-    asyncio.run(_with_database(settings, lambda db: asyncio.sleep(0)))
+    _migrate_schema(settings)
     sockets = _smtp_sockets(settings)
     if not sockets:
         raise UsageError("every SMTP listener is off (POSTROOM_SMTP_PORT, POSTROOM_SMTPS_PORT, POSTROOM_BOUNCE_PORT)")
@@ -574,7 +578,7 @@ def _worker(settings: Settings) -> int:
     from postroom.observability.logging import configure_logging
 
     configure_logging(settings.log_level)
-    asyncio.run(_with_database(settings, lambda db: asyncio.sleep(0)))
+    _migrate_schema(settings)
 
     async def run() -> None:
         db = open_database(settings)
@@ -609,7 +613,7 @@ def _listen_socket(host: str, port: int) -> socket.socket:
 
 
 def _migrate(settings: Settings) -> int:
-    asyncio.run(_with_database(settings, lambda db: asyncio.sleep(0)))
+    _migrate_schema(settings)
     print("Database schema is up to date.")
     return 0
 
