@@ -130,10 +130,11 @@ class WindowFile:
 
     def clear(self, key: str) -> None:
         """End the window of ``key``."""
+        value = self._hash(key)
         with self._locked():
-            held, _ = self._find(self._hash(key), 0.0)
+            held, _ = self._find(value, 0.0)
             if held is not None:
-                _SLOT.pack_into(self._map, held, self._hash(key), 0, 0.0)
+                _SLOT.pack_into(self._map, held, value, 0, 0.0)
 
     def clear_all(self) -> int:
         """End every window; how many slots were in use."""
