@@ -161,7 +161,13 @@ async def _keys_rotate(db: Database, args: argparse.Namespace) -> None:
     grace = timedelta(hours=args.grace_hours)
     created, old = await db.write(
         lambda conn: keys_service.rotate_key(
-            conn, key_id=args.id, team_id=None, grace=grace, created_by=_operator(), now=utcnow()
+            conn,
+            key_id=args.id,
+            team_id=None,
+            grace=grace,
+            created_by=_operator(),
+            now=utcnow(),
+            expires_in_days=args.expires_in_days,
         )
     )
     if args.json:
@@ -710,6 +716,9 @@ def _build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("id")
     rotate.add_argument(
         "--grace-hours", type=float, default=24.0, help="how long the old key keeps working (default 24)"
+    )
+    rotate.add_argument(
+        "--expires-in-days", type=int, default=None, help="the new key's lifetime (default: the old key's expiry)"
     )
     rotate.add_argument("--json", action="store_true")
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
+from postroom.apikeys import service as keys_service
 from postroom.auth.passwords import hash_password
 from postroom.core.clock import utcnow
 from postroom.dashboard import accounts
@@ -146,3 +148,40 @@ def test_create_admin_prints_a_one_time_link_and_refuses_a_bad_address(backend: 
     assert "admin@dashboard.test" in made.stdout and re.search(r"/invite/[A-Za-z0-9_-]{43}\s*$", made.stdout)
     bad = run_cli(backend, "users", "create-admin", "not-an-address")
     assert bad.returncode == 2 and "email: Enter a valid email address." in bad.stderr
+
+
+def test_rotating_a_key_in_the_dashboard_keeps_its_expiry_or_takes_the_one_given(
+    client: httpx.Client, member: str, backend: Backend
+) -> None:
+    from datetime import timedelta
+
+    expiring = backend.create_key(
+        permission="sending", name="Dashboard rotation", expires_at=utcnow() + timedelta(days=1)
+    )
+    sign_in(client, member)
+
+    def rotate(key_id: str, expires_in_days: str) -> httpx.Response:
+        token = csrf_of(client.get(f"/settings/api-keys/{key_id}").text)
+        form = {"_csrf": token, "grace_hours": "0", "expires_in_days": expires_in_days}
+        return client.post(f"/settings/api-keys/{key_id}/rotate", data=form)
+
+    def successor_of(key_id: str) -> Any:
+        keys = backend.read(lambda conn: keys_service.list_keys(conn, team_id=backend.team_id))
+        [successor] = [k for k in keys if k.rotated_from_id == key_id]
+        return successor
+
+    answer = rotate(expiring.record.id, "")
+    assert answer.status_code == 200, answer.text
+    inherited = successor_of(expiring.record.id)
+    assert inherited.expires_at == expiring.record.expires_at
+    assert "expires " in answer.text and "never expires" not in answer.text
+
+    answer = rotate(inherited.id, "30")
+    assert answer.status_code == 200, answer.text
+    chosen = successor_of(inherited.id)
+    assert chosen.expires_at is not None
+    assert timedelta(days=29, hours=23) < chosen.expires_at - utcnow() <= timedelta(days=30)
+
+    refused = rotate(chosen.id, "soon")
+    assert refused.status_code == 422 and "The expiry must be a whole number of days." in refused.text
+    assert backend.get_key(chosen.id).status(utcnow()) == "active"  # nothing was rotated

@@ -14,6 +14,7 @@ from lettr._exceptions import AuthenticationError, ForbiddenError, RateLimitErro
 from sqlalchemy import Connection, select
 
 from postroom.auth.keys import generate_key
+from postroom.core.clock import utcnow
 from postroom.models import auth_failures
 from tests.conftest import Backend, Server, bearer, http_from, run_cli
 
@@ -103,6 +104,38 @@ def test_rotation_keeps_the_old_key_for_the_grace_period(server: Server, backend
     with pytest.raises(AuthenticationError):
         Lettr(short["key"], base_url=server.api_url).auth_check()
     assert Lettr(immediate["key"], base_url=server.api_url).auth_check().team_id == backend.team_id
+
+
+def test_a_rotated_key_inherits_the_old_keys_expiry(server: Server, backend: Backend) -> None:
+    expiring = cli_json(backend, "keys", "create", "--name", "Expires tomorrow", "--expires-in-days", "1")
+    successor = cli_json(backend, "keys", "rotate", expiring["id"])
+    assert successor["expires_at"] == expiring["expires_at"]  # the same moment, not "never"
+    assert successor["previous"]["expires_at"] <= expiring["expires_at"]
+
+    chosen = cli_json(backend, "keys", "rotate", successor["id"], "--expires-in-days", "10")
+    lifetime = datetime.fromisoformat(chosen["expires_at"]) - datetime.now(UTC)
+    assert timedelta(days=9, hours=23) < lifetime <= timedelta(days=10)
+
+    never = cli_json(backend, "keys", "create", "--name", "Never expires")
+    assert cli_json(backend, "keys", "rotate", never["id"])["expires_at"] is None
+
+    refused = run_cli(backend, "keys", "rotate", never["id"], "--expires-in-days", "0")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "postroom: error: expires-in-days: The expiry must be between 1 and 3650 days."
+    ]
+
+    # The successor really stops when the old key would have: the server refuses it after that moment.
+    soon = backend.create_key(name="Expires soon", expires_at=utcnow() + timedelta(seconds=8))
+    rotated = cli_json(backend, "keys", "rotate", soon.record.id, "--grace-hours", "0")
+    assert backend.get_key(rotated["id"]).expires_at == soon.record.expires_at
+    client = Lettr(rotated["key"], base_url=server.api_url)
+    assert client.auth_check().team_id == backend.team_id
+    assert soon.record.expires_at is not None
+    while utcnow() <= soon.record.expires_at:  # the expiry is a moment on the clock: wait for it to pass
+        time.sleep(0.1)
+    with pytest.raises(AuthenticationError, match="Invalid API key."):
+        client.auth_check()
 
 
 def test_rotating_a_revoked_key_is_refused(backend: Backend) -> None:

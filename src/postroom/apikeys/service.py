@@ -231,24 +231,28 @@ def rotate_key(
     grace: timedelta,
     created_by: str,
     now: datetime,
+    expires_in_days: int | None = None,
 ) -> tuple[CreatedKey, ApiKeyRecord]:
-    """Issue a successor with the same name, permission and allowlist; the old key stops after ``grace``.
+    """Issue a successor with the same name, permission, allowlist and expiry; the old key stops after ``grace``.
 
-    Returns the new key (with its secret) and the old key as it now stands. A grace of zero stops the old key at
-    once. An old key that already expires sooner keeps its earlier expiry.
+    The successor expires when the old key would have (a rotation never extends a key's lifetime), or
+    ``expires_in_days`` from now when that is given. Returns the new key (with its secret) and the old key as it
+    now stands. A grace of zero stops the old key at once. An old key that already expires sooner keeps its
+    earlier expiry.
     """
     if grace < timedelta(0) or grace > timedelta(days=30):
         raise ValidationFailed({"grace_hours": ["The grace period must be between 0 and 720 hours."]})
     old = _load(conn, key_id, team_id=team_id)
     if old.status(now) != "active":
         raise ValidationFailed({"id": [f"The key is {old.status(now)} and cannot be rotated."]})
+    successor_expiry = old.expires_at if expires_in_days is None else expiry_in_days(expires_in_days, now)
     created = create_key(
         conn,
         team_id=old.team_id,
         name=old.name,
         permission=old.permission.value,
         allowed_ips=old.allowed_ips,
-        expires_at=None,
+        expires_at=successor_expiry,
         created_by=created_by,
         now=now,
         rotated_from_id=old.id,

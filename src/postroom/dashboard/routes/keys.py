@@ -30,6 +30,16 @@ ROTATION_GRACE_CHOICES = {
 }
 
 
+def _expires_in_days(text: str) -> int | None:
+    """The rotate form's optional lifetime of the new key; empty means "when the old key would have expired"."""
+    text = text.strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ValidationFailed({"expires_in_days": ["The expiry must be a whole number of days."]})
+    return int(text)
+
+
 def _key_audit(record: ApiKeyRecord) -> dict[str, Any]:
     """What the audit log keeps of a key: never the secret, only what the list shows."""
     return {
@@ -189,12 +199,19 @@ async def rotate_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> 
     grace = ROTATION_GRACE_CHOICES.get(form.get("grace_hours", "24"))
     if grace is None:
         raise ValidationFailed({"grace_hours": ["Choose now, 1 hour, 24 hours or 7 days."]})
+    expires_in_days = _expires_in_days(form.get("expires_in_days", ""))
     who = actor(request)
     now = utcnow()
 
     def rotate(conn: Any) -> tuple[CreatedKey, ApiKeyRecord]:
         created, old = keys_service.rotate_key(
-            conn, key_id=key_id, team_id=session.team_id, grace=grace, created_by=session.email, now=now
+            conn,
+            key_id=key_id,
+            team_id=session.team_id,
+            grace=grace,
+            created_by=session.email,
+            now=now,
+            expires_in_days=expires_in_days,
         )
         who.record(
             conn,
@@ -206,6 +223,7 @@ async def rotate_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> 
                 "successor": created.record.id,
                 "prefix": created.record.display_prefix,
                 "old_key_expires_at": old.expires_at.isoformat() if old.expires_at else None,
+                "expires_at": created.record.expires_at.isoformat() if created.record.expires_at else None,
             },
             now=now,
         )
