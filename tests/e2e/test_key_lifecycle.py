@@ -158,18 +158,34 @@ def _failures(backend: Backend, ip: str) -> list[tuple[str, str | None]]:
     return backend.read(read)
 
 
-def test_five_failures_block_the_ip_for_fifteen_minutes(server: Server, backend: Backend) -> None:
+def test_five_failures_block_unauthenticated_attempts_from_the_ip_for_fifteen_minutes(
+    server: Server, backend: Backend
+) -> None:
+    from postroom.apikeys import service as keys_service
+
     valid = backend.create_key()
+    revoked = backend.create_key(name="revoked")
+    backend.write(lambda conn: keys_service.revoke_key(conn, key_id=revoked.record.id, team_id=None, now=utcnow()))
+    elsewhere = backend.create_key(allowed_ips="203.0.113.50")
+    sending = backend.create_key(permission="sending")
     unknown = generate_key()
-    with http_from("127.0.0.50") as attacker, http_from("127.0.0.51") as neighbour:
+    with http_from("127.0.0.50") as shared_nat, http_from("127.0.0.51") as neighbour:
         for token in ["", "lttr_short", unknown, unknown, unknown]:
             headers = bearer(token) if token else {}
-            assert attacker.get(server.api_url + "/auth/check", headers=headers).status_code == 401
-        blocked = attacker.get(server.api_url + "/auth/check", headers=bearer(valid.key))
-        assert blocked.status_code == 429
-        assert blocked.json() == LOCKOUT
-        assert 890 <= int(blocked.headers["Retry-After"]) <= 901
+            assert shared_nat.get(server.api_url + "/auth/check", headers=headers).status_code == 401
+        # Every attempt without a key it may use from here gets the lockout, before any 401 or IP 403.
+        for headers in ({}, bearer("lttr_short"), bearer(unknown), bearer(revoked.key), bearer(elsewhere.key)):
+            blocked = shared_nat.get(server.api_url + "/auth/check", headers=headers)
+            assert (blocked.status_code, blocked.json()) == (429, LOCKOUT), headers
+            assert 890 <= int(blocked.headers["Retry-After"]) <= 901
+        # A valid key from the same address is served, and its scope is still checked.
+        admitted = shared_nat.get(server.api_url + "/auth/check", headers=bearer(valid.key))
+        assert (admitted.status_code, admitted.json()["data"]["team_id"]) == (200, backend.team_id)
+        narrow = shared_nat.get(server.api_url + "/projects", headers=bearer(sending.key))
+        assert (narrow.status_code, narrow.json()["error_code"]) == (403, "insufficient_scope")
         assert neighbour.get(server.api_url + "/auth/check", headers=bearer(valid.key)).status_code == 200
+        # Still blocked for the unauthenticated after the valid requests.
+        assert shared_nat.get(server.api_url + "/auth/check", headers=bearer(unknown)).status_code == 429
     assert _failures(backend, "127.0.0.50") == [
         ("missing_key", None),
         ("malformed_key", None),
@@ -179,14 +195,15 @@ def test_five_failures_block_the_ip_for_fifteen_minutes(server: Server, backend:
     ]
 
 
-def test_the_sdk_sees_the_lockout_as_a_rate_limit(server: Server, backend: Backend) -> None:
+def test_the_sdk_sees_the_lockout_as_a_rate_limit_and_a_valid_key_still_works(server: Server, backend: Backend) -> None:
     bad = Lettr(generate_key(), base_url=server.api_url)
     for _ in range(5):
         with pytest.raises(AuthenticationError):
             bad.auth_check()
     with pytest.raises(RateLimitError) as excinfo:
-        Lettr(backend.create_key().key, base_url=server.api_url).auth_check()
+        bad.auth_check()
     assert excinfo.value.error_code == "rate_limit_exceeded"
+    assert Lettr(backend.create_key().key, base_url=server.api_url).auth_check().team_id == backend.team_id
 
 
 def test_requests_from_outside_an_allowlist_are_recorded_but_do_not_lock_out(server: Server, backend: Backend) -> None:

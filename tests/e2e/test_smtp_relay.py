@@ -342,18 +342,24 @@ def test_a_key_whose_allowlist_excludes_the_client_is_refused_with_550(
     assert [(r.reason, r.method, r.counts_toward_lockout) for r in rows] == [("ip_not_allowed", "SMTP", False)]
 
 
-def test_repeated_failures_lock_the_address_out_of_smtp_and_http_alike(
-    relay: Relay, backend: Backend, key: str
+def test_repeated_failures_lock_the_address_out_of_smtp_and_http_alike_but_not_valid_keys(
+    relay: Relay, backend: Backend, key: str, sink: SmtpSink
 ) -> None:
     with relay.starttls(source="127.0.0.5") as client:
         client.ehlo()
         for _ in range(5):
             assert auth_plain(client, "lttr_" + "y" * 64)[0] == 535
-        code, reply = auth_plain(client, key)  # even the right key, now
-    assert code == 454 and "Too many failed authentication attempts" in reply
+        code, reply = auth_plain(client, "lttr_" + "y" * 64)  # the stale client keeps trying: locked out now
+        assert code == 454 and "Too many failed authentication attempts" in reply
+    with relay.starttls(source="127.0.0.5") as client:  # another application behind the same address
+        client.login("lettr", key)
+        assert submit(client, compose("shared-nat@example.test"))[0] == 250
+    sink.wait_for(1)
     with http_from("127.0.0.5") as http:
-        response = http.get(relay.server.api_url + "/auth/check", headers=bearer(key))
-    assert response.status_code == 429
+        locked = http.get(relay.server.api_url + "/auth/check", headers=bearer("lttr_" + "y" * 64))
+        admitted = http.get(relay.server.api_url + "/auth/check", headers=bearer(key))
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+    assert admitted.status_code == 200
 
 
 def test_any_username_is_accepted_with_a_warning(relay: Relay, key: str, sink: SmtpSink) -> None:

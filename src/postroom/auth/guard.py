@@ -4,7 +4,14 @@
 keys: each request reads the key row (one indexed lookup), so a revocation, downgrade, allowlist change or
 rotation made by any process applies to the very next request.
 
-A blocked IP is refused before its key is even looked at; otherwise a blocked caller could keep testing keys.
+A blocked address (``lockout.py``) still gets in with a valid key. Many callers share one address (a NAT, a
+proxy, an office), and a stale cron job among them with an old key must not lock every other application there
+out. Presenting a key is no way around the block: the key row is read by the same one indexed lookup whether the
+address is blocked or not, so the cost of an attempt does not depend on the answer, and a key carries ~345 random
+bits, so guessing one is hopeless however many attempts are made. What a blocked address is refused, with the
+429 and its ``Retry-After``, is every attempt that does not present an active key it may use from there: no key,
+a malformed, unknown, revoked or expired key, or a key whose allowlist excludes the address. For those the block
+comes first, before any 401 or 403 could tell the caller anything about the key.
 """
 
 from __future__ import annotations
@@ -101,7 +108,11 @@ class Authenticator:
             )
 
         blocked_until, key = await self._db.read(lookup)
-        if blocked_until is not None:
+        status = None if key is None else key.status(now)
+        from_allowed_ip = key is not None and (
+            not key.allowed_ips or ip_allowed(attempt.ip, stored_allowlist(key.allowed_ips))
+        )
+        if blocked_until is not None and not (status == "active" and from_allowed_ip):
             metrics.AUTH_REJECTIONS.labels(reason="ip_blocked").inc()
             raise TooManyAuthFailures(int((blocked_until - now).total_seconds()) + 1)
 
@@ -112,12 +123,11 @@ class Authenticator:
         if key is None:
             await self._fail(attempt, FailureReason.UNKNOWN_KEY, InvalidApiKey(), now)
         assert key is not None
-        status = key.status(now)
         if status != "active":
             reason = FailureReason.REVOKED_KEY if status == "revoked" else FailureReason.EXPIRED_KEY
             await self._fail(attempt, reason, InvalidApiKey(), now, key=key)
 
-        if key.allowed_ips and not ip_allowed(attempt.ip, stored_allowlist(key.allowed_ips)):
+        if not from_allowed_ip:
             await self._fail(attempt, FailureReason.IP_NOT_ALLOWED, IpNotAllowed(), now, key=key)
 
         if not permits(key.permission, attempt.required):

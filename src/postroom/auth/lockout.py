@@ -4,6 +4,10 @@ Every failure is a row (time, IP, key prefix, reason) that the logs page can sho
 (no key, malformed, unknown, revoked, expired) count toward the lockout: ``failures`` of them from one IP within
 ``window`` block that IP for ``block``. A valid key used from outside its allowlist is recorded but does not count:
 the key, not the caller, is what is wrong there. The rule lives in the database so every process enforces it.
+
+A block refuses unauthenticated attempts only: a request with an active key that may be used from the address is
+still served (``guard.py`` explains why), so one misconfigured client behind a shared address cannot lock out
+every other client there.
 """
 
 from __future__ import annotations

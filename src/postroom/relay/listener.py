@@ -3,8 +3,9 @@
 **Submission** (``POSTROOM_SMTP_PORT``, STARTTLS; ``POSTROOM_SMTPS_PORT``, implicit TLS) is for applications that
 only speak SMTP. ``AUTH PLAIN`` and ``AUTH LOGIN`` take the username ``lettr`` (any other is accepted, with a
 warning in the log) and an API key as the password. Keys follow exactly the API's rules, through the API's own
-``Authenticator``: a blocked IP, an invalid or revoked key (535), an address outside the key's allowlist (550
-with Lettr's message); every failure is recorded for the logs page and counts toward the same lockout as HTTP.
+``Authenticator``: an invalid or revoked key (535), an address outside the key's allowlist (550 with Lettr's
+message), and from an address blocked after repeated failures anything but a valid key (454/451); every failure is
+recorded for the logs page and counts toward the same lockout as HTTP.
 The key is checked again at every ``MAIL FROM``, so a revocation or allowlist change applies to the next message
 of an open session too. No AUTH (and no mail) before STARTTLS unless ``POSTROOM_SMTP_ALLOW_PLAIN=1``.
 
