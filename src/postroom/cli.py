@@ -215,9 +215,13 @@ def _domain_json(domain: Any) -> dict[str, Any]:
 async def _domains(db: Database, args: argparse.Namespace, settings: Settings) -> None:
     from postroom.domains import service as domains_service
     from postroom.domains.tasks import DomainChecks
+    from postroom.system.identity import mail_identity_warning
 
     now = utcnow()
     command = args.domains_command
+    identity_warning = mail_identity_warning(settings)
+    if identity_warning is not None:  # on stderr, so --json output stays parseable
+        print(f"postroom: warning: the DNS records are wrong until this is fixed: {identity_warning}", file=sys.stderr)
 
     def team(conn: Connection) -> int:
         return teams_service.resolve_team(conn, team_id=args.team)
@@ -229,7 +233,8 @@ async def _domains(db: Database, args: argparse.Namespace, settings: Settings) -
             return
         for d in domains:
             warning = "  (DKIM record failing since " + iso_resource(d.warning_since) + ")" if d.warning_since else ""
-            print(f"{d.domain}  team {d.team_id}  {d.status}{warning}")
+            withheld = f"  ({d.pending_reason})" if d.pending_reason else ""
+            print(f"{d.domain}  team {d.team_id}  {d.status}{warning}{withheld}")
         return
     if command == "add":
         domain = await db.write(
@@ -265,6 +270,8 @@ async def _domains(db: Database, args: argparse.Namespace, settings: Settings) -
     else:  # show
         domain = await db.read(lambda conn: domains_service.get_domain(conn, team_id=team(conn), name=args.domain))
         print(f"{domain.domain}: {domain.status}")
+    if domain.pending_reason:
+        print(f"  {domain.pending_reason}")
     for record in domains_service.expected_records(domain, settings):
         status = f"  [{record['status']}]" if record["status"] else ""
         print(f"  {record['name']}  {record['type']}  {record['value']}{status}")
@@ -468,10 +475,22 @@ def _serve(
     )
     if metrics_dir is None:  # the processes of ``api --processes N`` are announced once, by their parent
         _print_listening(settings, with_worker=with_worker)
+        _warn_about_mail_identity(settings)
     if smtp_sockets:
         _print_smtp_ports(settings, smtp_sockets)
     uvicorn.Server(config).run(sockets=[http_socket])
     return 0
+
+
+def _warn_about_mail_identity(settings: Settings) -> None:
+    """One warning line in the log at start when mail would go out under a name nobody can check."""
+    import logging
+
+    from postroom.system.identity import mail_identity_warning
+
+    warning = mail_identity_warning(settings)
+    if warning is not None:
+        logging.getLogger("postroom.config").warning(warning)
 
 
 def _print_listening(settings: Settings, *, with_worker: bool, processes: int = 1) -> None:
@@ -518,6 +537,7 @@ def _api(settings: Settings) -> int:
         multiprocess.mark_process_dead(pid, metrics_dir)  # type: ignore[no-untyped-call]
 
     _print_listening(settings, with_worker=False, processes=settings.api_processes)
+    _warn_about_mail_identity(settings)
     try:
         return run_children(
             sockets,
@@ -566,6 +586,7 @@ def _smtp(settings: Settings) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stopping.set)
         _print_smtp_ports(settings, sockets)
+        _warn_about_mail_identity(settings)
         _freeze_startup_heap()
         await stopping.wait()
         await listeners.close()
@@ -596,6 +617,7 @@ def _worker(settings: Settings) -> int:
             loop.add_signal_handler(signum, stopping.set)
         _freeze_startup_heap()
         print(f"Postroom {__version__} worker started", file=sys.stderr, flush=True)
+        _warn_about_mail_identity(settings)
         await stopping.wait()
         released = await dispatcher.shutdown(settings.worker_shutdown_seconds)
         print(f"Postroom worker stopping; {released} unfinished work item(s) released", file=sys.stderr, flush=True)

@@ -48,6 +48,8 @@ class Settings:
     """``POSTROOM_LOG_LEVEL``: debug, info, warning or error."""
     mail_hostname: str = "localhost"
     """``POSTROOM_MAIL_HOSTNAME``: this server's name in EHLO and in Message-IDs."""
+    mail_hostname_explicit: bool = False
+    """Whether ``POSTROOM_MAIL_HOSTNAME`` was set (otherwise ``mail_hostname`` is the machine's FQDN)."""
     return_path_host: str = ""
     """``POSTROOM_RETURN_PATH_HOST``: the host bounces come back to (envelope sender domain, the target of sending
     subdomains' return-path CNAME, the MX of the bounce listener); empty means ``mail_hostname``."""
@@ -235,6 +237,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "auth_lockout_block_seconds": _int(env, "POSTROOM_AUTH_LOCKOUT_BLOCK", 900, minimum=1),
         "log_level": (env.get("POSTROOM_LOG_LEVEL") or "info").lower(),
         "mail_hostname": env.get("POSTROOM_MAIL_HOSTNAME") or socket.getfqdn() or "localhost",
+        "mail_hostname_explicit": bool(env.get("POSTROOM_MAIL_HOSTNAME")),
         "return_path_host": (env.get("POSTROOM_RETURN_PATH_HOST") or "").strip().lower().rstrip("."),
         "spf_includes": tuple(
             d.strip().lower().rstrip(".") for d in (env.get("POSTROOM_SPF_INCLUDE") or "").split(",") if d.strip()

@@ -23,9 +23,15 @@ def domain_status_in_team(conn: Connection, team_id: int, name: str) -> str | No
     return _STATUS_IN_TEAM.execute(conn, {"team_id": team_id, "name": name}).scalar()  # type: ignore[no-any-return]
 
 
-def domain_anywhere(conn: Connection, name: str) -> Row[Any] | None:
-    """Whether any team registered ``name`` (a domain belongs to one team only)."""
-    return conn.execute(select(domains).where(domains.c.domain == name)).first()
+def team_approved_for(conn: Connection, name: str, *, other_than: int) -> int | None:
+    """The team other than ``other_than`` for which ``name`` is approved, if any (at most one can be).
+
+    Only for deciding whether ``other_than`` may be approved; never shown to ``other_than``.
+    """
+    query = select(domains.c.team_id).where(
+        domains.c.domain == name, domains.c.status == "approved", domains.c.team_id != other_than
+    )
+    return conn.execute(query).scalar()
 
 
 def domains_in_team(conn: Connection, team_id: int | None) -> Sequence[Row[Any]]:

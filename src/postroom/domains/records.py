@@ -42,6 +42,12 @@ def organisational_domain(domain: str) -> str:
     return _public_suffixes().privatesuffix(domain) or domain
 
 
+def registrable_domain(name: str) -> str | None:
+    """The registrable domain of ``name`` under a suffix the public suffix list knows, or None (an unknown or
+    reserved suffix such as ``.test`` or ``.local``, a bare suffix, a single label)."""
+    return _public_suffixes().privatesuffix(name, accept_unknown=False)
+
+
 def is_primary_domain(domain: str) -> bool:
     """Whether ``domain`` is an apex (registrable) domain rather than a subdomain of one."""
     return organisational_domain(domain) == domain

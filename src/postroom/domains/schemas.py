@@ -64,6 +64,7 @@ def detail_body(domain: SendingDomain, settings: Settings) -> dict[str, Any]:
             "dkim": {k: v for k, v in dkim_body(domain).items() if k != "signing_domain"},
             "records": expected_records(domain, settings),
             "warning": warning,
+            "pending_reason": domain.pending_reason,
             "last_checked_at": iso_resource(domain.last_checked_at) if domain.last_checked_at else None,
         },
         "dns_provider": None,
@@ -87,6 +88,8 @@ def verification_body(domain: SendingDomain, result: Verification) -> dict[str, 
         "spf_status": domain.spf_status,
         "is_primary_domain": result.is_primary_domain,
         "ownership_verified": "true" if dkim_valid else "false",
+        "status": domain.status,
+        "pending_reason": domain.pending_reason,
         "dns": {
             "dkim_record": found(result.dkim),
             "cname_record": found(result.return_path),
@@ -186,9 +189,12 @@ class DkimWarning(msgspec.Struct):
 
 
 class DomainDns(msgspec.Struct):
+    """``pending_reason`` (a Postroom addition) says why a pending domain whose DKIM record verifies does not send."""
+
     dkim: DkimRecord
     records: list[DnsRecord]
     warning: DkimWarning | None
+    pending_reason: str | None
     last_checked_at: Timestamp | None
 
 
@@ -234,7 +240,9 @@ class SpfResult(msgspec.Struct):
 
 
 class DomainVerification(msgspec.Struct):
-    """``ownership_verified`` is a string (``"true"``/``"false"``), as the SDKs expect."""
+    """``ownership_verified`` is a string (``"true"``/``"false"``), as the SDKs expect. ``status`` (the domain's,
+    after the check) and ``pending_reason`` (why a domain whose DKIM record verifies stays pending) are Postroom
+    additions."""
 
     domain: str
     dkim_status: str | None
@@ -243,6 +251,8 @@ class DomainVerification(msgspec.Struct):
     spf_status: str | None
     is_primary_domain: bool
     ownership_verified: str | None
+    status: str
+    pending_reason: str | None
     dns: VerificationDns
     dmarc: DmarcResult
     spf: SpfResult

@@ -1,9 +1,14 @@
 """Sending domains: registration with a DKIM key pair, DNS verification, approval, warnings and key rotation.
 
 A domain becomes sendable (``approved``) when DNS serves its DKIM key, or when an operator approves it
-(``postroom domains approve``). Once DNS has served the key, the periodic re-check watches for it to disappear:
-the domain keeps sending in a *warning* state for the grace period (``POSTROOM_DOMAIN_GRACE``, 24 h), then goes
-back to ``pending`` until the record is restored. Every such change is a ``domain_events`` row the team sees.
+(``postroom domains approve``). Several teams may register the same name (each gets its own selector and key, so
+each must prove control of the zone for itself), but it is approved for one team at a time: the first to prove its
+DKIM record, or the one an operator approved. Another team's proof then leaves its copy pending with a message that
+says nothing of the first team (``APPROVAL_WITHHELD``); only the operator's command line is told who holds it.
+
+Once DNS has served the key, the periodic re-check watches for it to disappear: the domain keeps sending in a
+*warning* state for the grace period (``POSTROOM_DOMAIN_GRACE``, 24 h), then goes back to ``pending`` until the
+record is restored. Every such change is a ``domain_events`` row the team sees.
 
 DKIM private keys are sealed with the server secret before they are stored.
 """
@@ -24,6 +29,7 @@ from postroom.config import Settings
 from postroom.core.clock import iso_resource
 from postroom.core.crypto import SecretBox
 from postroom.core.ids import new_id
+from postroom.db.engine import serialise_on
 from postroom.delivery.dkim import DkimKey, generate_rsa_key
 from postroom.domains import queries, records
 from postroom.domains.records import CheckStatus, SpfPolicy
@@ -41,6 +47,23 @@ STATUS_LABELS = {"pending": "Pending Review", "approved": "Approved", "blocked":
 
 class DomainAlreadyExists(ResourceAlreadyExists):
     default_message = "This domain is already registered."
+
+
+class DomainApprovedElsewhere(ResourceAlreadyExists):
+    """An operator tried to approve a name that is approved for another team (only the command line says this)."""
+
+    def __init__(self, domain: str, team_id: int) -> None:
+        super().__init__(
+            f"{domain} is already approved for team {team_id}; a domain can be approved for only one team at a "
+            "time. Remove it from that team first."
+        )
+
+
+APPROVAL_WITHHELD = (
+    "DNS serves this domain's DKIM key, but the domain cannot be approved for sending on this account. "
+    "Contact the operator of this Postroom installation."
+)
+"""Why a domain whose DKIM record verifies stays pending: the name is approved elsewhere, which is not said."""
 
 
 class RotationInProgress(ResourceAlreadyExists):
@@ -105,6 +128,11 @@ class SendingDomain:
     def is_primary_domain(self) -> bool:
         return records.is_primary_domain(self.domain)
 
+    @property
+    def pending_reason(self) -> str | None:
+        """Why a pending domain whose DKIM record verified is not sending (a valid record otherwise approves it)."""
+        return APPROVAL_WITHHELD if self.status == "pending" and self.dkim_status == "valid" else None
+
     def signing_key(self, secret: bytes) -> DkimKey:
         """The key that signs this domain's mail, opened with the server secret."""
         pem = _open_key(self.dkim_private_key, secret)
@@ -157,8 +185,10 @@ def add_domain(
     Its periodic DNS check is queued in the same transaction.
     """
     domain = normalise_domain(name)
-    if queries.domain_anywhere(conn, domain) is not None:
+    if queries.domain_in_team(conn, team_id, domain) is not None:
         raise DomainAlreadyExists()
+    if approve:
+        _refuse_if_approved_elsewhere(conn, team_id=team_id, name=domain)
     private_pem, public_txt = generate_rsa_key()
     domain_id = new_id("dom")
     queries.insert_domain(
@@ -208,10 +238,25 @@ def domain_by_id(conn: Connection, domain_id: str) -> SendingDomain | None:
     return None if row is None else SendingDomain.from_row(row)
 
 
+def _approved_elsewhere(conn: Connection, *, team_id: int, name: str) -> int | None:
+    """The other team ``name`` is approved for, if any; concurrent approvals of one name wait for each other, so
+    the partial unique index never has to refuse one."""
+    serialise_on(conn, f"domain-approval:{name}")
+    return queries.team_approved_for(conn, name, other_than=team_id)
+
+
+def _refuse_if_approved_elsewhere(conn: Connection, *, team_id: int, name: str) -> None:
+    holder = _approved_elsewhere(conn, team_id=team_id, name=name)
+    if holder is not None:
+        raise DomainApprovedElsewhere(name, holder)
+
+
 def approve_domain(conn: Connection, *, team_id: int, name: str, now: datetime) -> SendingDomain:
+    """An operator's approval; refused (``DomainApprovedElsewhere``) while another team has the name approved."""
     current = get_domain(conn, team_id=team_id, name=name)
-    queries.update_domain(conn, current.id, {"status": "approved", "updated_at": now})
     if current.status != "approved":
+        _refuse_if_approved_elsewhere(conn, team_id=team_id, name=current.domain)
+        queries.update_domain(conn, current.id, {"status": "approved", "updated_at": now})
         _event(conn, team_id, current.domain, "approved", "approved by an operator", now)
     return get_domain(conn, team_id=team_id, name=name)
 
@@ -341,7 +386,13 @@ def record_verification(
         values.update(dkim_previous_selector=None, dkim_previous_public_key=None, dkim_previous_retire_at=None)
         _event(conn, team_id, name, "dkim_retired", f"{domain.dkim_previous_selector} is retired", now)
 
-    if dkim_valid:
+    withheld = (
+        dkim_valid and domain.status == "pending" and _approved_elsewhere(conn, team_id=team_id, name=name) is not None
+    )
+    if withheld:
+        if domain.dkim_status != "valid":  # said once, not at every periodic check
+            _event(conn, team_id, name, "approval_withheld", APPROVAL_WITHHELD, now)
+    elif dkim_valid:
         values["dkim_verified_at"] = now
         if domain.warning_since is not None:
             values["warning_since"] = None

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from postroom.models.types import UTCDateTime, metadata
@@ -21,7 +22,7 @@ domains = Table(
     metadata,
     Column("id", String(40), primary_key=True),
     Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("domain", String(253), nullable=False, unique=True),
+    Column("domain", String(253), nullable=False),
     Column("status", String(16), nullable=False),
     Column("dkim_selector", String(63), nullable=False),
     # Sealed with the server secret (postroom.core.crypto.SecretBox, purpose "dkim-private-key").
@@ -47,7 +48,18 @@ domains = Table(
     Column("dkim_previous_selector", String(63), nullable=True),
     Column("dkim_previous_public_key", Text, nullable=True),
     Column("dkim_previous_retire_at", UTCDateTime, nullable=True),
+    UniqueConstraint("team_id", "domain", name="uq_domains_team_id_domain"),
+    # A name may be registered (pending) by several teams, but approved for one team at a time.
+    Index(
+        "uq_domains_approved_domain",
+        "domain",
+        unique=True,
+        sqlite_where=text("status = 'approved'"),
+        postgresql_where=text("status = 'approved'"),
+    ),
 )
+"""A team's sending domains. Approval is per team (each has its own DKIM selector and key, so proof is per team);
+one name is approved (by DNS proof or by an operator) for at most one team, enforced by a partial unique index."""
 
 domain_events = Table(
     "domain_events",

@@ -15,6 +15,7 @@ from postroom.core.clock import iso_event, utcnow
 from postroom.core.envelope import envelope
 from postroom.core.openapi import ErrorBody, documented, envelope_of
 from postroom.system import queries, schemas
+from postroom.system.identity import config_warnings
 
 
 @get(
@@ -45,6 +46,10 @@ async def ready(state: State) -> Response[dict[str, Any]]:
 
     ``/api/health`` says the process is alive; this says it can do its work, so a balancer takes an API process
     whose database connection is down out of rotation instead of sending it traffic that would fail.
+
+    ``warnings`` lists what is wrong with the configuration but does not stop the server working, each as
+    ``{"code": …, "message": …}``; empty when there is nothing to say. ``mail_hostname``: the mail identity is not a
+    public DNS name (``postroom.system.identity``).
     """
     try:
         ok = await asyncio.wait_for(state.db.read(queries.database_answers), READY_TIMEOUT_SECONDS)
@@ -57,7 +62,11 @@ async def ready(state: State) -> Response[dict[str, Any]]:
             status_code=503,
             headers={"Retry-After": "5"},
         )
-    return Response(envelope("Ready.", {"status": "ready", "timestamp": iso_event(utcnow())}), status_code=200)
+    warnings = config_warnings(state.settings)
+    return Response(
+        envelope("Ready.", {"status": "ready", "timestamp": iso_event(utcnow()), "warnings": warnings}),
+        status_code=200,
+    )
 
 
 @get("/auth/check", sync_to_thread=False, responses=documented(200, envelope_of(schemas.KeyCheck, "KeyCheckResponse")))

@@ -14,11 +14,19 @@ class Health(msgspec.Struct):
     timestamp: Timestamp
 
 
+class ConfigWarning(msgspec.Struct):
+    """Something in the configuration that is wrong but does not stop the server (``code``: ``mail_hostname``)."""
+
+    code: str
+    message: str
+
+
 class Readiness(msgspec.Struct):
-    """``status`` is ``ready``."""
+    """``status`` is ``ready``; ``warnings`` (empty when all is well) says what to fix even so."""
 
     status: str
     timestamp: Timestamp
+    warnings: list[ConfigWarning]
 
 
 class KeyCheck(msgspec.Struct):
