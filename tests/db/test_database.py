@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sqlalchemy import Connection, func, select
 
 from postroom.auth.lockout import AuthFailure, FailureReason, LockoutPolicy, active_block, record_failure
 from postroom.models import teams
+from postroom.teams import queries as team_queries
 from tests.conftest import Backend
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -143,4 +145,61 @@ def test_messages_accepted_before_recv_method_existed_read_as_rest(tmp_path: Pat
         db.upgrade("0010")
         assert db.conn.execute(select(messages.c.recv_method)).scalar_one() == "rest"
         db.downgrade("0009")
+        db.upgrade("head")
+
+
+def test_a_name_may_be_registered_by_many_teams_but_approved_for_one(backend: Backend) -> None:
+    """The schema itself holds the rule (a partial unique index on approved rows), on both engines."""
+    from sqlalchemy import insert, update
+    from sqlalchemy.exc import IntegrityError
+
+    from postroom.models import domains
+
+    name = f"shared-{secrets.token_hex(4)}.test"
+
+    def team(conn: Connection) -> int:
+        return team_queries.insert_team(conn, "Another team", T0)
+
+    other = backend.write(team)
+
+    def row(team_id: int, status: str) -> dict[str, object]:
+        return {
+            "id": f"dom_{secrets.token_hex(8)}", "team_id": team_id, "domain": name, "status": status,
+            "dkim_selector": "s", "dkim_private_key": "k", "dkim_public_key": "p", "created_at": T0, "updated_at": T0,
+        }  # fmt: skip
+
+    first, second = row(backend.team_id, "approved"), row(other, "pending")
+    backend.write(lambda conn: conn.execute(insert(domains).values([first, second])))
+    with pytest.raises(IntegrityError):  # the same team twice
+        backend.write(lambda conn: conn.execute(insert(domains).values(row(other, "pending"))))
+    with pytest.raises(IntegrityError):  # approved for a second team
+        backend.write(
+            lambda conn: conn.execute(update(domains).where(domains.c.id == second["id"]).values(status="approved"))
+        )
+    backend.write(
+        lambda conn: conn.execute(update(domains).where(domains.c.id == first["id"]).values(status="pending"))
+    )
+    backend.write(
+        lambda conn: conn.execute(update(domains).where(domains.c.id == second["id"]).values(status="approved"))
+    )
+
+
+def test_domains_registered_before_ownership_per_team_keep_their_status(tmp_path: Path) -> None:
+    from sqlalchemy import insert
+
+    from postroom.models import domains
+    from tests.support.migrations import migrating
+
+    with migrating(tmp_path / "old.db") as db:
+        db.upgrade("0010")
+        db.conn.execute(insert(teams).values(id=3, name="Old team", created_at=T0, updated_at=T0))
+        db.conn.execute(
+            insert(domains).values(
+                id="dom_old", team_id=3, domain="old.test", status="approved", dkim_selector="s",
+                dkim_private_key="k", dkim_public_key="p", created_at=T0, updated_at=T0,
+            )
+        )  # fmt: skip
+        db.upgrade("0012")
+        assert db.conn.execute(select(domains.c.domain, domains.c.status)).one() == ("old.test", "approved")
+        db.downgrade("0010")
         db.upgrade("head")

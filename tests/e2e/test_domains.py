@@ -89,7 +89,7 @@ def test_a_new_domain_is_pending_with_its_records_to_publish(client: Lettr) -> N
 def test_registration_errors(client: Lettr) -> None:
     name = fresh()
     client.domains.create(name)
-    with pytest.raises(ConflictError, match="This domain is already registered."):
+    with pytest.raises(ConflictError, match="This domain is already registered."):  # by this same team
         client.domains.create(name.upper())
     with pytest.raises(ValidationError, match=r"valid domain name"):
         client.domains.create("not a domain")
@@ -393,3 +393,79 @@ def test_maintenance_restarts_a_lost_chain_of_checks(client: Lettr, backend: Bac
     assert backend.read(queued) == 1
     backend.write(lambda conn: prune(conn, backend.settings))
     assert backend.read(queued) == 1  # once is enough
+
+
+def new_team(backend: Backend, name: str) -> int:
+    from postroom.core.clock import utcnow
+    from postroom.teams import queries as team_queries
+
+    def create(conn: Connection) -> int:
+        team_id = team_queries.insert_team(conn, name, utcnow())
+        team_queries.insert_project(conn, team_id, f"{name} project", is_default=True, now=utcnow())
+        return team_id
+
+    return backend.write(create)
+
+
+def test_a_name_is_pending_in_any_team_but_approved_only_for_the_first_to_prove_its_dkim(
+    server: Server, backend: Backend, dns_server: DnsServer, sink: SmtpSink
+) -> None:
+    from tests.conftest import run_cli
+
+    owner = Lettr(backend.create_key().key, base_url=server.api_url)
+    squatter_team = new_team(backend, "Squatter")
+    squatter_key = backend.create_key(team_id=squatter_team).key
+    squatter = Lettr(squatter_key, base_url=server.api_url)
+    name = fresh()
+
+    # Someone else registering the name first neither locks the owner out nor tells the owner about it.
+    assert squatter.domains.create(name).status == "pending"
+    assert owner.domains.create(name).status == "pending"
+    owner_records, squatter_records = records_of(owner, name), records_of(squatter, name)
+    assert owner_records["dkim"]["name"] != squatter_records["dkim"]["name"]  # each team has its own selector
+
+    publish(dns_server, owner_records, "dkim")
+    assert squatter.domains.verify(name).dkim_status == "unverified"  # the owner's record proves nothing for others
+    assert owner.domains.verify(name).dkim_status == "valid"
+    assert owner.domains.get(name).status == "approved"
+
+    # Even a second team whose own record is served stays pending, and hears nothing of the first.
+    publish(dns_server, squatter_records, "dkim")
+    with http_from() as http:
+        answer = http.post(f"{server.api_url}/domains/{name}/verify", headers=bearer(squatter_key))
+    assert answer.status_code == 200, answer.text
+    verification = answer.json()["data"]
+    assert (verification["dkim_status"], verification["status"]) == ("valid", "pending")
+    assert verification["pending_reason"] == domains_service.APPROVAL_WITHHELD
+    detail = squatter.domains.get(name)
+    assert (detail.status, detail.can_send) == ("pending", False)
+    assert detail.dns is not None and detail.dns["pending_reason"] == domains_service.APPROVAL_WITHHELD
+    assert answer.json()["message"] == "Domain verification completed."
+    assert not any(word in domains_service.APPROVAL_WITHHELD.lower() for word in ("team", "another", "already"))
+    with pytest.raises(BadRequestError) as refused:
+        squatter.emails.send(from_email=f"hi@{name}", to=["someone@example.test"], subject="x", text="x")
+    assert refused.value.error_code == "unconfigured_domain"
+    sink.clear()
+    owner.emails.send(from_email=f"hi@{name}", to=["someone@example.test"], subject="Owner's", text="x")
+    [received] = sink.wait_for(1)
+    assert dkim.verify(received.data, dnsfunc=dns_lookup(dns_server))  # signed with the owner's own key
+
+    # The operator is refused too, and told why.
+    team_flag = ["--team", str(squatter_team)]
+    approve = run_cli(backend, "domains", "approve", name, *team_flag)
+    assert approve.returncode == 1
+    assert approve.stderr.strip().splitlines()[-1] == (
+        f"postroom: error: {name} is already approved for team {backend.team_id}; a domain can be approved for only "
+        "one team at a time. Remove it from that team first."
+    )
+    third_team = new_team(backend, "Third")
+    forced = run_cli(backend, "domains", "add", name, "--approve", "--team", str(third_team))
+    assert forced.returncode == 1 and f"already approved for team {backend.team_id}" in forced.stderr
+    shown = run_cli(backend, "domains", "show", name, *team_flag)
+    assert shown.returncode == 0 and f"{name}: pending" in shown.stdout
+    assert domains_service.APPROVAL_WITHHELD in shown.stdout and "approval_withheld" in shown.stdout
+
+    # Once the owner lets the name go, the next team's own proof approves its copy.
+    owner.domains.delete(name)
+    assert squatter.domains.verify(name).dkim_status == "valid"
+    assert squatter.domains.get(name).status == "approved"

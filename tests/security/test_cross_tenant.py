@@ -148,3 +148,26 @@ def test_team_b_objects_never_appear_in_team_a_lists(target: SecurityTarget) -> 
             assert response.status_code in (200, 422), (path, response.status_code, response.text[:200])
             leaked = [s for s in secrets if s in response.text]
             assert not leaked, f"GET {path} shows team B's {leaked}"
+
+
+def test_team_a_registering_team_b_domain_learns_nothing_and_cannot_send_from_it(target: SecurityTarget) -> None:
+    """A name is unique per team: A's registration of B's domain is an ordinary pending domain of A's (no 409 that
+    would say someone else has it), which A cannot verify with B's records or send from, and B keeps sending."""
+    api, a, b = target.server.api_url, target.a, target.b
+    with httpx.Client(timeout=30) as http:
+        created = http.post(api + "/domains", json={"domain": b.domain}, headers=bearer(a.full_key))
+        try:
+            assert created.status_code == 201, created.text
+            assert created.json()["data"]["status"] == "pending"
+            verified = http.post(api + f"/domains/{b.domain}/verify", headers=bearer(a.full_key))
+            assert verified.status_code == 200, verified.text
+            assert verified.json()["data"]["status"] == "pending"
+            send = {"from": f"news@{b.domain}", "to": [B_VICTIM], "subject": "from A", "text": "x"}
+            refused = http.post(api + "/emails", json=send, headers=bearer(a.full_key))
+            assert (refused.status_code, refused.json()["error_code"]) == (400, "unconfigured_domain")
+            assert http.post(api + "/emails", json=send, headers=bearer(b.full_key)).status_code == 200
+            b_view = http.get(api + f"/domains/{b.domain}", headers=bearer(b.full_key)).json()["data"]
+            assert (b_view["status"], b_view["can_send"]) == ("approved", True)
+        finally:
+            http.delete(api + f"/domains/{b.domain}", headers=bearer(a.full_key))
+        assert http.get(api + f"/domains/{b.domain}", headers=bearer(a.full_key)).status_code == 404
