@@ -395,25 +395,14 @@ def test_maintenance_restarts_a_lost_chain_of_checks(client: Lettr, backend: Bac
     assert backend.read(queued) == 1  # once is enough
 
 
-def new_team(backend: Backend, name: str) -> int:
-    from postroom.core.clock import utcnow
-    from postroom.teams import queries as team_queries
-
-    def create(conn: Connection) -> int:
-        team_id = team_queries.insert_team(conn, name, utcnow())
-        team_queries.insert_project(conn, team_id, f"{name} project", is_default=True, now=utcnow())
-        return team_id
-
-    return backend.write(create)
-
-
 def test_a_name_is_pending_in_any_team_but_approved_only_for_the_first_to_prove_its_dkim(
     server: Server, backend: Backend, dns_server: DnsServer, sink: SmtpSink
 ) -> None:
     from tests.conftest import run_cli
+    from tests.system.cluster import new_team
 
     owner = Lettr(backend.create_key().key, base_url=server.api_url)
-    squatter_team = new_team(backend, "Squatter")
+    squatter_team = new_team(backend)
     squatter_key = backend.create_key(team_id=squatter_team).key
     squatter = Lettr(squatter_key, base_url=server.api_url)
     name = fresh()
@@ -458,7 +447,7 @@ def test_a_name_is_pending_in_any_team_but_approved_only_for_the_first_to_prove_
         f"postroom: error: {name} is already approved for team {backend.team_id}; a domain can be approved for only "
         "one team at a time. Remove it from that team first."
     )
-    third_team = new_team(backend, "Third")
+    third_team = new_team(backend)
     forced = run_cli(backend, "domains", "add", name, "--approve", "--team", str(third_team))
     assert forced.returncode == 1 and f"already approved for team {backend.team_id}" in forced.stderr
     shown = run_cli(backend, "domains", "show", name, *team_flag)
