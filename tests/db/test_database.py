@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 from litestar import get
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Table, func, select
 
 from postroom.auth.lockout import AuthFailure, FailureReason, LockoutPolicy, active_block, record_failure
 from postroom.models import teams
 from postroom.teams import queries as team_queries
 from tests.conftest import Backend
+from tests.support.migrations import Migrator, migrating
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -126,22 +127,24 @@ def test_the_head_revision_constant_is_alembics_head_and_the_database_is_there(b
     assert backend.read(schema_revision) == HEAD_REVISION
 
 
-def test_messages_accepted_before_recv_method_existed_read_as_rest(tmp_path: Path) -> None:
+def _old_row(db: Migrator, revision: str, table: Table, row: dict[str, object]) -> None:
+    """Bring ``db`` to ``revision`` and store ``row`` in ``table`` there, for team 3 (made here too)."""
     from sqlalchemy import insert
 
+    db.upgrade(revision)
+    db.conn.execute(insert(teams).values(id=3, name="Old team", created_at=T0, updated_at=T0))
+    db.conn.execute(insert(table).values(**row))
+
+
+def test_messages_accepted_before_recv_method_existed_read_as_rest(tmp_path: Path) -> None:
     from postroom.models import messages
-    from tests.support.migrations import migrating
 
     with migrating(tmp_path / "old.db") as db:
-        db.upgrade("0009")
-        db.conn.execute(insert(teams).values(id=3, name="Old team", created_at=T0, updated_at=T0))
-        db.conn.execute(
-            insert(messages).values(
-                id="msg_old", request_id="1", team_id=3, project_id=1, from_email="a@sender.test",
-                sending_domain="sender.test", subject="", message_id_header="<1@x>", content="{}",
-                transactional=True, msg_size=1, created_at=T0,
-            )
-        )  # fmt: skip
+        _old_row(db, "0009", messages, {
+            "id": "msg_old", "request_id": "1", "team_id": 3, "project_id": 1, "from_email": "a@sender.test",
+            "sending_domain": "sender.test", "subject": "", "message_id_header": "<1@x>", "content": "{}",
+            "transactional": True, "msg_size": 1, "created_at": T0,
+        })  # fmt: skip
         db.upgrade("0010")
         assert db.conn.execute(select(messages.c.recv_method)).scalar_one() == "rest"
         db.downgrade("0009")
@@ -185,20 +188,13 @@ def test_a_name_may_be_registered_by_many_teams_but_approved_for_one(backend: Ba
 
 
 def test_domains_registered_before_ownership_per_team_keep_their_status(tmp_path: Path) -> None:
-    from sqlalchemy import insert
-
     from postroom.models import domains
-    from tests.support.migrations import migrating
 
     with migrating(tmp_path / "old.db") as db:
-        db.upgrade("0010")
-        db.conn.execute(insert(teams).values(id=3, name="Old team", created_at=T0, updated_at=T0))
-        db.conn.execute(
-            insert(domains).values(
-                id="dom_old", team_id=3, domain="old.test", status="approved", dkim_selector="s",
-                dkim_private_key="k", dkim_public_key="p", created_at=T0, updated_at=T0,
-            )
-        )  # fmt: skip
+        _old_row(db, "0010", domains, {
+            "id": "dom_old", "team_id": 3, "domain": "old.test", "status": "approved", "dkim_selector": "s",
+            "dkim_private_key": "k", "dkim_public_key": "p", "created_at": T0, "updated_at": T0,
+        })  # fmt: skip
         db.upgrade("0012")
         assert db.conn.execute(select(domains.c.domain, domains.c.status)).one() == ("old.test", "approved")
         db.downgrade("0010")
