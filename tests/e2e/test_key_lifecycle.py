@@ -126,7 +126,7 @@ def test_a_rotated_key_inherits_the_old_keys_expiry(server: Server, backend: Bac
     ]
 
     # The successor really stops when the old key would have: the server refuses it after that moment.
-    soon = backend.create_key(name="Expires soon", expires_at=utcnow() + timedelta(seconds=8))
+    soon = backend.create_key(name="Expires soon", expires_at=utcnow() + timedelta(seconds=15))
     rotated = cli_json(backend, "keys", "rotate", soon.record.id, "--grace-hours", "0")
     assert backend.get_key(rotated["id"]).expires_at == soon.record.expires_at
     client = Lettr(rotated["key"], base_url=server.api_url)
