@@ -27,6 +27,7 @@ import pytest
 from sqlalchemy import Connection, delete, text
 
 from postroom.apikeys import service as keys_service
+from postroom.audit.service import Actor
 from postroom.config import Settings, load_settings
 from postroom.core.clock import utcnow
 from postroom.db.engine import Database, open_database
@@ -99,6 +100,7 @@ class Backend:
                 allowed_ips=allowed_ips,
                 expires_at=expires_at,
                 created_by="tests",
+                actor=Actor(name="tests"),
                 now=utcnow(),
             )
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import socket
 import sys
@@ -23,6 +22,7 @@ from sqlalchemy import Connection
 from postroom import __version__
 from postroom.apikeys import service as keys_service
 from postroom.apikeys.service import UNCHANGED, ApiKeyRecord
+from postroom.audit.service import Actor
 from postroom.config import ConfigError, Settings, load_settings
 from postroom.core.clock import iso_resource, utcnow
 from postroom.db.engine import Database, open_database
@@ -41,11 +41,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _operator() -> str:
-    try:
-        user = getpass.getuser()
-    except Exception:
-        user = "unknown"
-    return f"cli:{user}@{socket.gethostname()}"
+    return Actor.operator().name
 
 
 def _key_json(record: ApiKeyRecord) -> dict[str, Any]:
@@ -117,6 +113,7 @@ async def _keys_create(db: Database, args: argparse.Namespace) -> None:
             allowed_ips=args.allowed_ips,
             expires_at=expires_at,
             created_by=_operator(),
+            actor=Actor.operator(),
             now=now,
         )
 
@@ -137,6 +134,7 @@ async def _keys_update(db: Database, args: argparse.Namespace) -> None:
             conn,
             key_id=args.id,
             team_id=None,
+            actor=Actor.operator(),
             now=utcnow(),
             name=UNCHANGED if args.name is None else args.name,
             permission=UNCHANGED if args.permission is None else args.permission,
@@ -150,7 +148,10 @@ async def _keys_update(db: Database, args: argparse.Namespace) -> None:
 
 
 async def _keys_revoke(db: Database, args: argparse.Namespace) -> None:
-    record = await db.write(lambda conn: keys_service.revoke_key(conn, key_id=args.id, team_id=None, now=utcnow()))
+    operator = Actor.operator()
+    record = await db.write(
+        lambda conn: keys_service.revoke_key(conn, key_id=args.id, team_id=None, actor=operator, now=utcnow())
+    )
     if args.json:
         _print_json(_key_json(record))
     else:
@@ -161,7 +162,13 @@ async def _keys_rotate(db: Database, args: argparse.Namespace) -> None:
     grace = timedelta(hours=args.grace_hours)
     created, old = await db.write(
         lambda conn: keys_service.rotate_key(
-            conn, key_id=args.id, team_id=None, grace=grace, created_by=_operator(), now=utcnow()
+            conn,
+            key_id=args.id,
+            team_id=None,
+            grace=grace,
+            created_by=_operator(),
+            actor=Actor.operator(),
+            now=utcnow(),
         )
     )
     if args.json:
@@ -329,7 +336,7 @@ async def _users_create_admin(db: Database, args: argparse.Namespace, settings: 
     from postroom.dashboard import accounts
 
     now = utcnow()
-    operator = accounts.Actor(name=_operator(), ip=None)
+    operator = Actor.operator()
 
     def work(conn: Connection) -> Any:
         team_id = teams_service.resolve_team(conn, team_id=args.team)
