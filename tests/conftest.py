@@ -316,7 +316,13 @@ def sending_domain(backend: Backend, dns_server: DnsServer) -> SendingDomain:
     existing = backend.read(lambda conn: domains_service.find_domain(conn, team_id=backend.team_id, name=SENDER_DOMAIN))
     domain = existing or backend.write(
         lambda conn: domains_service.add_domain(
-            conn, team_id=backend.team_id, name=SENDER_DOMAIN, approve=True, now=utcnow(), settings=backend.settings
+            conn,
+            team_id=backend.team_id,
+            name=SENDER_DOMAIN,
+            approve=True,
+            actor=Actor(name="tests"),
+            now=utcnow(),
+            settings=backend.settings,
         )
     )
     dns_server.add(domain.dkim_record_name, "TXT", domain.dkim_public_key)

@@ -219,6 +219,7 @@ async def _domains(db: Database, args: argparse.Namespace, settings: Settings) -
 
     now = utcnow()
     command = args.domains_command
+    operator = Actor.operator()
 
     def team(conn: Connection) -> int:
         return teams_service.resolve_team(conn, team_id=args.team)
@@ -235,7 +236,13 @@ async def _domains(db: Database, args: argparse.Namespace, settings: Settings) -
     if command == "add":
         domain = await db.write(
             lambda conn: domains_service.add_domain(
-                conn, team_id=team(conn), name=args.domain, approve=args.approve, now=now, settings=settings
+                conn,
+                team_id=team(conn),
+                name=args.domain,
+                approve=args.approve,
+                actor=operator,
+                now=now,
+                settings=settings,
             )
         )
         if args.json:
@@ -245,13 +252,15 @@ async def _domains(db: Database, args: argparse.Namespace, settings: Settings) -
         print(f"Added {domain.domain} ({state}). DNS records to publish:")
     elif command == "approve":
         domain = await db.write(
-            lambda conn: domains_service.approve_domain(conn, team_id=team(conn), name=args.domain, now=now)
+            lambda conn: domains_service.approve_domain(
+                conn, team_id=team(conn), name=args.domain, actor=operator, now=now
+            )
         )
         print(f"{domain.domain} is approved for sending.")
         return
     elif command == "verify":
         team_id = await db.read(team)
-        domain, _ = await DomainChecks(db, settings).verify(team_id=team_id, name=args.domain)
+        domain, _ = await DomainChecks(db, settings).verify(team_id=team_id, name=args.domain, actor=operator)
         print(
             f"{domain.domain}: {domain.status}, DKIM {domain.dkim_status}, SPF {domain.spf_status}, "
             f"DMARC {domain.dmarc_status}, return path {domain.cname_status}"
@@ -259,7 +268,7 @@ async def _domains(db: Database, args: argparse.Namespace, settings: Settings) -
     elif command == "rotate-dkim":
         domain = await db.write(
             lambda conn: domains_service.start_rotation(
-                conn, team_id=team(conn), name=args.domain, now=now, settings=settings
+                conn, team_id=team(conn), name=args.domain, actor=operator, now=now, settings=settings
             )
         )
         print(f"New DKIM key for {domain.domain}: publish {domain.next_dkim_record_name}; it signs once it verifies.")
@@ -297,7 +306,7 @@ async def _suppressions(db: Database, args: argparse.Namespace) -> None:
 
     def remove(conn: Connection) -> bool:
         team_id = teams_service.resolve_team(conn, team_id=args.team)
-        return emails_service.unsuppress(conn, team_id=team_id, email=args.email)
+        return emails_service.unsuppress(conn, team_id=team_id, email=args.email, actor=Actor.operator(), now=utcnow())
 
     if not await db.write(remove):
         raise NotFound(f"{args.email} is not suppressed")

@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, Row
 
+from postroom.audit.service import Actor
 from postroom.core.crypto import SecretBox
 from postroom.core.ids import new_id
 from postroom.errors import (
@@ -105,6 +106,22 @@ def get_webhook(conn: Connection, *, team_id: int, webhook_id: str) -> Row[Any]:
     return row
 
 
+def _audit_view(row: Row[Any]) -> dict[str, Any]:
+    """What the audit log keeps of an endpoint: never its signing secret or credential values."""
+    return {
+        "name": row.name,
+        "url": row.url,
+        "enabled": bool(row.enabled),
+        "event_types": msgspec.json.decode(row.event_types) if row.event_types is not None else None,
+        "auth_type": row.auth_type,
+        "has_auth_credentials": row.auth_credentials is not None,
+    }
+
+
+def _target(webhook_id: str) -> str:
+    return f"webhook:{webhook_id}"
+
+
 def _refuse_duplicate(conn: Connection, team_id: int, key: str, webhook_id: str | None = None) -> None:
     existing = queries.webhook_with_url_key(conn, team_id, key)
     if existing is not None and existing.id != webhook_id:
@@ -112,7 +129,7 @@ def _refuse_duplicate(conn: Connection, team_id: int, key: str, webhook_id: str 
 
 
 def create_webhook(
-    conn: Connection, *, team_id: int, data: WebhookInput, server_secret: bytes, now: datetime
+    conn: Connection, *, team_id: int, data: WebhookInput, server_secret: bytes, actor: Actor, now: datetime
 ) -> tuple[Row[Any], str]:
     """The new endpoint and its signing secret (returned this once); 409 when the team has the URL already."""
     key = url_key(data.target)
@@ -139,7 +156,11 @@ def create_webhook(
             "updated_at": now,
         },
     )
-    return get_webhook(conn, team_id=team_id, webhook_id=webhook_id), secret
+    row = get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
+    actor.record(
+        conn, team_id=team_id, action="webhook.created", target=_target(webhook_id), new=_audit_view(row), now=now
+    )
+    return row, secret
 
 
 def _stop_deliveries(conn: Connection, webhook_id: str, now: datetime, reason: str) -> None:
@@ -156,9 +177,13 @@ def update_webhook(
     webhook_id: str,
     changes: WebhookChanges,
     server_secret: bytes,
+    actor: Actor,
     now: datetime,
 ) -> Row[Any]:
-    """Apply a partial update; credentials given for the current ``auth_type`` are merged with the stored ones."""
+    """Apply a partial update; credentials given for the current ``auth_type`` are merged with the stored ones.
+
+    The audit entry says the credentials changed (``credentials_changed``), never what they are.
+    """
     row = get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
     values: dict[str, Any] = {}
     if changes.name is not None:
@@ -193,13 +218,28 @@ def update_webhook(
             _stop_deliveries(conn, webhook_id, now, "The webhook was disabled.")
     values["updated_at"] = now
     queries.update_webhook(conn, team_id, webhook_id, values)
-    return get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
+    after = get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
+    credentials_changed = "auth_credentials" in values and values["auth_credentials"] != row.auth_credentials
+    actor.record_change(
+        conn,
+        team_id=team_id,
+        action="webhook.updated",
+        target=_target(webhook_id),
+        old={**_audit_view(row), "credentials_changed": False},
+        new={**_audit_view(after), "credentials_changed": credentials_changed},
+        now=now,
+    )
+    return after
 
 
-def delete_webhook(conn: Connection, *, team_id: int, webhook_id: str) -> None:
+def delete_webhook(conn: Connection, *, team_id: int, webhook_id: str, actor: Actor, now: datetime) -> None:
     """Delete the endpoint with its waiting events, batches and log; queued work items then find nothing."""
+    row = get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
     if not queries.delete_webhook(conn, team_id, webhook_id):
         raise WebhookNotFound()
+    actor.record(
+        conn, team_id=team_id, action="webhook.deleted", target=_target(webhook_id), old=_audit_view(row), now=now
+    )
 
 
 def rotate_secret(
@@ -210,6 +250,7 @@ def rotate_secret(
     overlap: timedelta,
     force: bool,
     server_secret: bytes,
+    actor: Actor,
     now: datetime,
 ) -> tuple[Row[Any], str]:
     """A new signing secret; the old one keeps signing (a second ``v1``) for ``overlap``.
@@ -238,12 +279,33 @@ def rotate_secret(
             "updated_at": now,
         },
     )
+    actor.record(
+        conn,
+        team_id=team_id,
+        action="webhook.secret_rotated",
+        target=_target(webhook_id),
+        new={
+            "previous_secret_signs_until": (now + overlap).isoformat() if keep_previous else None,
+            "forced": force,
+        },
+        now=now,
+    )
     return get_webhook(conn, team_id=team_id, webhook_id=webhook_id), secret
 
 
-def expire_previous_secret(conn: Connection, *, team_id: int, webhook_id: str, now: datetime) -> Row[Any]:
+def expire_previous_secret(conn: Connection, *, team_id: int, webhook_id: str, actor: Actor, now: datetime) -> Row[Any]:
     """End a rotation's overlap now: only the current secret signs from the next delivery on."""
-    get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
+    row = get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
+    expires = row.previous_secret_expires_at
+    actor.record(
+        conn,
+        team_id=team_id,
+        action="webhook.previous_secret_expired",
+        target=_target(webhook_id),
+        old={"previous_secret_signs_until": expires.isoformat() if expires else None},
+        new={"previous_secret_signs_until": None},
+        now=now,
+    )
     queries.update_webhook(
         conn,
         team_id,
@@ -271,7 +333,9 @@ def list_deliveries(
     return batches, attempts, total
 
 
-def replay_delivery(conn: Connection, *, team_id: int, webhook_id: str, delivery_id: str, now: datetime) -> Row[Any]:
+def replay_delivery(
+    conn: Connection, *, team_id: int, webhook_id: str, delivery_id: str, actor: Actor, now: datetime
+) -> Row[Any]:
     """Send a batch once more, now, with the same body and batch id and a fresh signature."""
     webhook = get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
     batch = queries.batch_in_team(conn, team_id, webhook_id, delivery_id)
@@ -280,6 +344,14 @@ def replay_delivery(conn: Connection, *, team_id: int, webhook_id: str, delivery
     if not webhook.enabled:
         raise WebhookConflict("The webhook is disabled; enable it before replaying a delivery.")
     enqueue(conn, kind=WorkKind.WEBHOOK, ref=f"{REPLAY}|{batch.id}", run_at=now, now=now)
+    actor.record(
+        conn,
+        team_id=team_id,
+        action="webhook.delivery_replayed",
+        target=f"webhook_delivery:{batch.id}",
+        new={"webhook": webhook_id, "status": batch.status},
+        now=now,
+    )
     return batch
 
 
