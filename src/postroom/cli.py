@@ -13,7 +13,7 @@ import json
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -357,6 +357,59 @@ async def _users_create_admin(db: Database, args: argparse.Namespace, settings: 
     print(f"Setup link for {invitation.email} (owner of team {invitation.team_id}); it works once, until "
           f"{iso_resource(invitation.expires_at)}:")  # fmt: skip
     print(f"{base}/invite/{token}")
+
+
+# -- audit --------------------------------------------------------------------------------------------------
+
+_DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _since(text: str, now: datetime) -> datetime:
+    """``--since``: a duration back from now (``30m``, ``24h``, ``7d``, ``2w``) or an ISO 8601 time (UTC if bare)."""
+    text = text.strip()
+    unit = _DURATION_UNITS.get(text[-1:].lower())
+    if unit is not None and text[:-1].isdigit() and len(text) <= 12:
+        return now - timedelta(seconds=int(text[:-1]) * unit)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--since: {text!r} is neither a duration (30m, 24h, 7d, 2w) nor an ISO 8601 time") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def _audit(db: Database, args: argparse.Namespace) -> int:
+    """``audit list``: entries oldest first; ``audit verify``: recompute the hash chain (exit 1 when broken)."""
+    from postroom.audit import service as audit
+
+    if args.audit_command == "verify":
+        check = await db.read(audit.check_chain)
+        if check.first_broken is not None:
+            print(
+                f"postroom: audit log broken at entry {check.first_broken}: its hash does not follow from its "
+                "fields and the entry before it (edited, inserted or removed outside Postroom)",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"ok, {check.entries} entries")
+        return 0
+    since = None if args.since is None else _since(args.since, utcnow())
+    entries = await db.read(
+        lambda conn: audit.list_entries(conn, team_id=args.team, limit=None, actor_contains=args.actor, since=since)
+    )
+    entries.reverse()
+    if args.json:
+        _print_json([audit.entry_json(entry) for entry in entries])
+        return 0
+    for entry in entries:
+        line = audit.entry_json(entry)
+        change = (
+            f"  {line['old_value'] or '-'} -> {line['new_value'] or '-'}" if entry.old_value or entry.new_value else ""
+        )
+        print(
+            f"{entry.id}  {line['occurred_at']}  {entry.actor}  {entry.actor_ip or '-'}  {entry.action}  "
+            f"{entry.target or '-'}{change}"
+        )
+    return 0
 
 
 # -- serve / migrate ----------------------------------------------------------------------------------------
@@ -733,6 +786,15 @@ def _build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--team", type=int, default=None)
     listing.add_argument("--json", action="store_true")
 
+    audit_log = commands.add_parser("audit", parents=[common], help="the audit log of every change")
+    audit_commands = audit_log.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
+    audit_list = audit_commands.add_parser("list", parents=[common], help="list audit entries, oldest first")
+    audit_list.add_argument("--since", default=None, help="a duration (30m, 24h, 7d) or an ISO 8601 time")
+    audit_list.add_argument("--actor", default=None, help="only entries whose actor contains this text")
+    audit_list.add_argument("--team", type=int, default=None, help="only this team's entries")
+    audit_list.add_argument("--json", action="store_true")
+    audit_commands.add_parser("verify", parents=[common], help="check the hash chain (exit 1 when broken)")
+
     users = commands.add_parser("users", parents=[common], help="dashboard accounts")
     user_commands = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
     create_admin = user_commands.add_parser(
@@ -787,6 +849,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_with_database(settings, lambda db: _suppressions(db, args)))
         elif args.command == "send-test":
             asyncio.run(_with_database(settings, lambda db: _send_test(db, args, settings)))
+        elif args.command == "audit":
+            return int(asyncio.run(_with_database(settings, lambda db: _audit(db, args))))
         elif args.command == "users":
             asyncio.run(_with_database(settings, lambda db: _users_create_admin(db, args, settings)))
         else:

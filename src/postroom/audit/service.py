@@ -210,19 +210,64 @@ def record(
 
 
 def list_entries(
-    conn: Connection, *, team_id: int, limit: int = 100, before_id: int | None = None, action_prefix: str | None = None
+    conn: Connection,
+    *,
+    team_id: int | None,
+    limit: int | None = 100,
+    before_id: int | None = None,
+    action_prefix: str | None = None,
+    actor_contains: str | None = None,
+    since: datetime | None = None,
 ) -> list[AuditEntry]:
-    """A team's events, newest first; ``before_id`` pages back."""
-    rows = queries.entries_in_team(conn, team_id, limit=limit, before_id=before_id, action_prefix=action_prefix)
+    """A team's events (every team's for ``team_id=None``), newest first; ``before_id`` pages back."""
+    rows = queries.entries(
+        conn,
+        team_id=team_id,
+        limit=limit,
+        before_id=before_id,
+        action_prefix=action_prefix,
+        actor_contains=actor_contains,
+        since=since,
+    )
     return [AuditEntry.from_row(row) for row in rows]
+
+
+def entry_json(entry: AuditEntry) -> dict[str, Any]:
+    """One entry as the command line's and the dashboard's JSON and CSV exports give it."""
+    return {
+        "id": entry.id,
+        "team_id": entry.team_id,
+        "occurred_at": entry.occurred_at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "actor": entry.actor,
+        "actor_ip": entry.actor_ip,
+        "user_agent": entry.user_agent,
+        "action": entry.action,
+        "target": entry.target,
+        "old_value": entry.old_value,
+        "new_value": entry.new_value,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ChainCheck:
+    entries: int
+    first_broken: int | None
+    """The id of the first entry whose hash does not follow from its fields and its predecessor; None if intact."""
+
+
+def check_chain(conn: Connection) -> ChainCheck:
+    """Walk the whole log, oldest first, recomputing each entry's hash from its fields and its predecessor's."""
+    prev_hash = GENESIS_HASH
+    count = 0
+    for row in queries.all_entries(conn):
+        count += 1
+        values = dict(row._mapping)
+        if values["prev_hash"] != prev_hash or _row_hash(prev_hash, values) != values["row_hash"]:
+            return ChainCheck(entries=count, first_broken=int(values["id"]))
+        prev_hash = values["row_hash"]
+    return ChainCheck(entries=count, first_broken=None)
 
 
 def verify_chain(conn: Connection) -> int | None:
     """The id of the first entry whose hash does not follow from its fields and its predecessor; None if intact."""
-    prev_hash = GENESIS_HASH
-    for row in queries.all_entries(conn):
-        values = dict(row._mapping)
-        if values["prev_hash"] != prev_hash or _row_hash(prev_hash, values) != values["row_hash"]:
-            return int(values["id"])
-        prev_hash = values["row_hash"]
-    return None
+    return check_chain(conn).first_broken
