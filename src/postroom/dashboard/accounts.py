@@ -606,6 +606,21 @@ def mark_reauthenticated(conn: Connection, *, session: SessionView, actor: Actor
     )
 
 
+def record_failed_reauthentication(
+    conn: Connection, *, session: SessionView, actor: Actor, method: str, outcome: str, why: str, now: datetime
+) -> None:
+    """A wrong password or code when re-confirming before a sensitive change: a throttle attempt and an audit event."""
+    record_attempt(conn, email=session.email, ip=actor.ip, outcome=outcome, now=now)
+    actor.record(
+        conn,
+        team_id=session.team_id,
+        action="session.reauthentication_failed",
+        target=f"session:{session.id}",
+        new={"method": method, "for": why},
+        now=now,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SessionListing:
     id: str

@@ -74,7 +74,9 @@ async def _setup_page(request: Request[Any, Any, Any], *, status: int = 200, err
     if user.totp_enabled:
         return redirect(request, "/account")
     pending = None
-    if user.totp_secret:
+    # An unconfirmed seed is shown only to a session that proved the password in the last few minutes: a session
+    # left open elsewhere must not be able to read (and enrol) someone's half-finished set-up.
+    if user.totp_secret and session.fresh(utcnow()):
         secret = seed_box(request).open(user.totp_secret)
         uri = totp.provisioning_uri(secret, user.email)
         pending = {"secret": secret, "qr": totp.qr_svg(uri), "uri": uri}
@@ -99,8 +101,7 @@ async def totp_setup_page(request: Request[Any, Any, Any]) -> Response[Any]:
 async def totp_start(request: Request[Any, Any, Any]) -> Response[Any]:
     session = page_state(request).session
     assert session is not None
-    if session.stage == "full":
-        await require_fresh(request, await form_data(request), why="Setting up two-factor authentication")
+    await require_fresh(request, await form_data(request), why="Setting up two-factor authentication")
     sealed = seed_box(request).seal(totp.new_secret())
     now = utcnow()
     await db_of(request).write(
@@ -118,6 +119,7 @@ async def totp_confirm(request: Request[Any, Any, Any]) -> Response[Any]:
     user = await db.read(lambda conn: accounts.get_user(conn, user_id=session.user_id))
     if user.totp_enabled or not user.totp_secret:
         return redirect(request, "/account/2fa")
+    await require_fresh(request, form, why="Turning on two-factor authentication")
     secret = seed_box(request).open(user.totp_secret)
     now = utcnow()
     step = totp.matching_step(secret, form.get("code", ""), now=now, last_step=user.totp_last_step)
