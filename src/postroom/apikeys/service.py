@@ -199,6 +199,7 @@ def create_key(
         "id": new_id("key"),
         "team_id": team_id,
         **values,
+        "created_permission": values["permission"],
         "digest": key_digest(key),
         "display_prefix": display_prefix(key),
         "last4": key[-4:],
