@@ -66,7 +66,9 @@ def test_cli_changes_are_audited_as_the_operator_without_secrets(backend: Backen
     assert created.returncode == 0, created.stderr
     key = json.loads(created.stdout)
     key_id, secret = key["id"], key["key"]
-    assert run_cli(backend, "keys", "update", key_id, "--permission", "full", "--allowed-ips", "127.0.0.1").returncode == 0
+    assert (
+        run_cli(backend, "keys", "update", key_id, "--permission", "full", "--allowed-ips", "127.0.0.1").returncode == 0
+    )
     rotated = run_cli(backend, "keys", "rotate", key_id, "--grace-hours", "1", "--json")
     assert rotated.returncode == 0, rotated.stderr
     successor = json.loads(rotated.stdout)
