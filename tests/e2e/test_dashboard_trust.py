@@ -225,6 +225,9 @@ def test_the_logs_page_shows_each_new_keys_permission_as_created_and_its_status_
     client.post(f"/settings/api-keys/{ids['revoked']}/revoke", data={"_csrf": csrf_of(page.text)})
     page = client.get(f"/settings/api-keys/{ids['rotated']}")
     client.post(f"/settings/api-keys/{ids['rotated']}/rotate", data={"_csrf": csrf_of(page.text), "grace_hours": "1"})
+    [revoked] = entries(backend, "api_key.revoked", member)
+    assert revoked.target == f"api_key:{ids['revoked']}"
+    assert json.loads(revoked.old_value or "") == {"status": "active"}
     logs = client.get("/logs")
     assert logs.status_code == 200
     table = logs.text[logs.text.index('id="new-keys"') :]
@@ -251,3 +254,15 @@ def test_the_logs_page_shows_each_new_keys_permission_as_created_and_its_status_
     assert cell(row_of(names["revoked"]), "status") == "revoked"
     # The rotated key and its successor (same name, newest first).
     assert [cell(row, "status") for row in rows_of(names["rotated"])] == ["active", "rotated"]
+
+
+def test_a_wrong_current_password_when_changing_it_is_audited(
+    backend: Backend, client: httpx.Client, member: str
+) -> None:
+    sign_in(client, member)
+    page = client.get("/account")
+    form = {"_csrf": csrf_of(page.text), "current_password": "not it", "new_password": "x" * 20,
+            "new_password_again": "x" * 20}  # fmt: skip
+    assert client.post("/account/password", data=form).status_code == 422
+    [failure] = entries(backend, "session.reauthentication_failed", member)
+    assert json.loads(failure.new_value or "") == {"method": "password", "for": "Changing the password"}

@@ -45,6 +45,7 @@ from postroom.webhooks.schemas import (
     WebhookInput,
     canonical_for_type,
     complete_credentials,
+    webhook_body,
 )
 from postroom.webhooks.signing import new_secret
 from postroom.webhooks.ssrf import Target
@@ -106,16 +107,13 @@ def get_webhook(conn: Connection, *, team_id: int, webhook_id: str) -> Row[Any]:
     return row
 
 
+_AUDITED_FIELDS = ("name", "url", "enabled", "event_types", "auth_type", "has_auth_credentials")
+
+
 def _audit_view(row: Row[Any]) -> dict[str, Any]:
-    """What the audit log keeps of an endpoint: never its signing secret or credential values."""
-    return {
-        "name": row.name,
-        "url": row.url,
-        "enabled": bool(row.enabled),
-        "event_types": msgspec.json.decode(row.event_types) if row.event_types is not None else None,
-        "auth_type": row.auth_type,
-        "has_auth_credentials": row.auth_credentials is not None,
-    }
+    """What the audit log keeps of an endpoint: part of what the API shows, never a secret or credential value."""
+    body = webhook_body(row)
+    return {name: body[name] for name in _AUDITED_FIELDS}
 
 
 def _target(webhook_id: str) -> str:

@@ -50,7 +50,13 @@ async def change_password(request: Request[Any, Any, Any]) -> Response[Any]:
     ip = page_state(request).client_ip
     wait = await db.read(lambda conn: accounts.sign_in_wait(conn, email=user.email, ip=ip, now=now))
     if wait or not (await verify_password_async(user.password_hash, form.get("current_password", ""))).ok:
-        await db.write(lambda conn: accounts.record_attempt(conn, email=user.email, ip=ip, outcome="failure", now=now))
+        who = actor(request)
+        await db.write(
+            lambda conn: accounts.record_failed_reauthentication(
+                conn, session=session, actor=who, method="password", outcome="failure", why="Changing the password",
+                now=now,
+            )
+        )  # fmt: skip
         return await _account_page(request, status=422, password_errors=["Your current password is not correct."])
     new = form.get("new_password", "")
     problems = password_problems(new, email=user.email)
