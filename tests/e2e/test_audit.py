@@ -187,6 +187,7 @@ def test_api_changes_are_audited_as_the_key_with_its_address(
         dns_server.remove(host)
         dns_server.add(host, "A", "127.0.0.1")
         lettr.webhooks.update(hook.id, name="audited, renamed", auth_password=HOOK_PASSWORD + "-2")
+        lettr.webhooks.update(hook.id, auth_password=HOOK_PASSWORD + "-2")  # the same again: no change, no entry
         rotation = http.post(f"/webhooks/{hook.id}/rotate-secret", json={"overlap_hours": 2})
         assert rotation.status_code == 200, rotation.text
         new_secret = rotation.json()["data"]["signing_secret"]

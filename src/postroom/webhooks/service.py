@@ -184,6 +184,7 @@ def update_webhook(
     """
     row = get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
     values: dict[str, Any] = {}
+    credentials_changed = False
     if changes.name is not None:
         values["name"] = changes.name
     if changes.target is not None:
@@ -201,6 +202,8 @@ def update_webhook(
         credentials = complete_credentials(auth_type, {**stored, **given}, errors)
         if errors.errors:
             raise ValidationFailed(errors.errors)
+        # Compared in clear (a re-sealed copy of the same values differs byte for byte); only the fact is recorded.
+        credentials_changed = credentials != stored or (auth_type != row.auth_type and row.auth_credentials is not None)
         values["auth_type"] = auth_type
         values["auth_credentials"] = (
             credentials_box.seal(msgspec.json.encode(credentials).decode()) if credentials else None
@@ -217,7 +220,6 @@ def update_webhook(
     values["updated_at"] = now
     queries.update_webhook(conn, team_id, webhook_id, values)
     after = get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
-    credentials_changed = "auth_credentials" in values and values["auth_credentials"] != row.auth_credentials
     actor.record_change(
         conn,
         team_id=team_id,
