@@ -78,6 +78,16 @@ def test_cli_changes_are_audited_as_the_operator_without_secrets(backend: Backen
     assert run_cli(backend, "domains", "approve", domain).returncode == 0
     approved_at_once = f"now-{domain}"
     assert run_cli(backend, "domains", "add", approved_at_once, "--approve").returncode == 0
+    assert run_cli(backend, "domains", "rotate-dkim", domain).returncode == 0
+    from postroom.emails import service as emails_service
+
+    bounced = f"{name}@example.test"
+    backend.write(
+        lambda conn: emails_service.suppress(
+            conn, team_id=backend.team_id, email=bounced, reason="hard_bounce", source="test", now=utcnow()
+        )
+    )
+    assert run_cli(backend, "suppressions", "remove", bounced).returncode == 0
 
     entries = audit_list(backend, "--actor", "cli:", "--since", "10m")
     assert all(e["actor"].startswith("cli:") and "@" in e["actor"] for e in entries)
@@ -105,7 +115,13 @@ def test_cli_changes_are_audited_as_the_operator_without_secrets(backend: Backen
         ("domain.added", f"domain:{domain}"),
         ("domain.approved", f"domain:{domain}"),
         ("domain.added", f"domain:{approved_at_once}"),
+        ("domain.dkim_rotation_started", f"domain:{domain}"),
     ]
+    [unsuppressed] = [e for e in entries if e["target"] == f"suppression:{bounced}"]
+    assert (unsuppressed["action"], values(unsuppressed)) == (
+        "suppression.removed",
+        ({"suppressed": True}, {"suppressed": False}),
+    )
     assert values([e for e in entries if e["target"] == f"domain:{approved_at_once}"][0])[1]["status"] == "approved"
     # Never a key: not the one created, not its successor.
     listing = run_cli(backend, "audit", "list").stdout
