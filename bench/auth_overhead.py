@@ -31,6 +31,7 @@ from typing import Any
 
 from postroom.apikeys import service as keys_service
 from postroom.app import build_app
+from postroom.audit.service import Actor
 from postroom.config import Settings, load_settings
 from postroom.core.clock import utcnow
 from postroom.db.engine import open_database
@@ -85,6 +86,7 @@ async def measure(settings: Settings, label: str, requests: int) -> None:
             allowed_ips="203.0.113.50, 198.51.100.0/24, 127.0.0.1",
             expires_at=None,
             created_by="bench",
+            actor=Actor(name="bench"),
             now=now,
         )
     )

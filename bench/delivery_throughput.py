@@ -347,6 +347,7 @@ class Queued:
 
 
 async def queue_messages(env: dict[str, str], count: int) -> Queued:
+    from postroom.audit.service import Actor
     from postroom.config import load_settings
     from postroom.core.clock import utcnow
     from postroom.db.engine import open_database
@@ -365,7 +366,13 @@ async def queue_messages(env: dict[str, str], count: int) -> Queued:
         team_id = await db.read(lambda conn: teams_service.resolve_team(conn, team_id=None))
         domain = await db.write(
             lambda conn: domains_service.add_domain(
-                conn, team_id=team_id, name=SENDER_DOMAIN, approve=True, now=utcnow(), settings=settings
+                conn,
+                team_id=team_id,
+                name=SENDER_DOMAIN,
+                approve=True,
+                actor=Actor(name="bench"),
+                now=utcnow(),
+                settings=settings,
             )
         )
         request = parse_send_request(send_request())

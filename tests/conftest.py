@@ -27,6 +27,7 @@ import pytest
 from sqlalchemy import Connection, delete, text
 
 from postroom.apikeys import service as keys_service
+from postroom.audit.service import Actor
 from postroom.config import Settings, load_settings
 from postroom.core.clock import utcnow
 from postroom.db.engine import Database, open_database
@@ -99,6 +100,7 @@ class Backend:
                 allowed_ips=allowed_ips,
                 expires_at=expires_at,
                 created_by="tests",
+                actor=Actor(name="tests"),
                 now=utcnow(),
             )
         )
@@ -314,7 +316,13 @@ def sending_domain(backend: Backend, dns_server: DnsServer) -> SendingDomain:
     existing = backend.read(lambda conn: domains_service.find_domain(conn, team_id=backend.team_id, name=SENDER_DOMAIN))
     domain = existing or backend.write(
         lambda conn: domains_service.add_domain(
-            conn, team_id=backend.team_id, name=SENDER_DOMAIN, approve=True, now=utcnow(), settings=backend.settings
+            conn,
+            team_id=backend.team_id,
+            name=SENDER_DOMAIN,
+            approve=True,
+            actor=Actor(name="tests"),
+            now=utcnow(),
+            settings=backend.settings,
         )
     )
     dns_server.add(domain.dkim_record_name, "TXT", domain.dkim_public_key)

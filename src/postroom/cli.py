@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -23,6 +22,7 @@ from sqlalchemy import Connection
 from postroom import __version__
 from postroom.apikeys import service as keys_service
 from postroom.apikeys.service import UNCHANGED, ApiKeyRecord
+from postroom.audit.service import Actor
 from postroom.config import ConfigError, Settings, load_settings
 from postroom.core.clock import iso_resource, utcnow
 from postroom.db.engine import Database, open_database
@@ -41,11 +41,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _operator() -> str:
-    try:
-        user = getpass.getuser()
-    except Exception:
-        user = "unknown"
-    return f"cli:{user}@{socket.gethostname()}"
+    return Actor.operator().name
 
 
 def _key_json(record: ApiKeyRecord) -> dict[str, Any]:
@@ -117,6 +113,7 @@ async def _keys_create(db: Database, args: argparse.Namespace) -> None:
             allowed_ips=args.allowed_ips,
             expires_at=expires_at,
             created_by=_operator(),
+            actor=Actor.operator(),
             now=now,
         )
 
@@ -137,6 +134,7 @@ async def _keys_update(db: Database, args: argparse.Namespace) -> None:
             conn,
             key_id=args.id,
             team_id=None,
+            actor=Actor.operator(),
             now=utcnow(),
             name=UNCHANGED if args.name is None else args.name,
             permission=UNCHANGED if args.permission is None else args.permission,
@@ -150,7 +148,10 @@ async def _keys_update(db: Database, args: argparse.Namespace) -> None:
 
 
 async def _keys_revoke(db: Database, args: argparse.Namespace) -> None:
-    record = await db.write(lambda conn: keys_service.revoke_key(conn, key_id=args.id, team_id=None, now=utcnow()))
+    operator = Actor.operator()
+    record = await db.write(
+        lambda conn: keys_service.revoke_key(conn, key_id=args.id, team_id=None, actor=operator, now=utcnow())
+    )
     if args.json:
         _print_json(_key_json(record))
     else:
@@ -166,6 +167,7 @@ async def _keys_rotate(db: Database, args: argparse.Namespace) -> None:
             team_id=None,
             grace=grace,
             created_by=_operator(),
+            actor=Actor.operator(),
             now=utcnow(),
             expires_in_days=args.expires_in_days,
         )
@@ -222,6 +224,7 @@ async def _domains(db: Database, args: argparse.Namespace, settings: Settings) -
     identity_warning = mail_identity_warning(settings)
     if identity_warning is not None:  # on stderr, so --json output stays parseable
         print(f"postroom: warning: the DNS records are wrong until this is fixed: {identity_warning}", file=sys.stderr)
+    operator = Actor.operator()
 
     def team(conn: Connection) -> int:
         return teams_service.resolve_team(conn, team_id=args.team)
@@ -239,7 +242,13 @@ async def _domains(db: Database, args: argparse.Namespace, settings: Settings) -
     if command == "add":
         domain = await db.write(
             lambda conn: domains_service.add_domain(
-                conn, team_id=team(conn), name=args.domain, approve=args.approve, now=now, settings=settings
+                conn,
+                team_id=team(conn),
+                name=args.domain,
+                approve=args.approve,
+                actor=operator,
+                now=now,
+                settings=settings,
             )
         )
         if args.json:
@@ -249,13 +258,15 @@ async def _domains(db: Database, args: argparse.Namespace, settings: Settings) -
         print(f"Added {domain.domain} ({state}). DNS records to publish:")
     elif command == "approve":
         domain = await db.write(
-            lambda conn: domains_service.approve_domain(conn, team_id=team(conn), name=args.domain, now=now)
+            lambda conn: domains_service.approve_domain(
+                conn, team_id=team(conn), name=args.domain, actor=operator, now=now
+            )
         )
         print(f"{domain.domain} is approved for sending.")
         return
     elif command == "verify":
         team_id = await db.read(team)
-        domain, _ = await DomainChecks(db, settings).verify(team_id=team_id, name=args.domain)
+        domain, _ = await DomainChecks(db, settings).verify(team_id=team_id, name=args.domain, actor=operator)
         print(
             f"{domain.domain}: {domain.status}, DKIM {domain.dkim_status}, SPF {domain.spf_status}, "
             f"DMARC {domain.dmarc_status}, return path {domain.cname_status}"
@@ -263,7 +274,7 @@ async def _domains(db: Database, args: argparse.Namespace, settings: Settings) -
     elif command == "rotate-dkim":
         domain = await db.write(
             lambda conn: domains_service.start_rotation(
-                conn, team_id=team(conn), name=args.domain, now=now, settings=settings
+                conn, team_id=team(conn), name=args.domain, actor=operator, now=now, settings=settings
             )
         )
         print(f"New DKIM key for {domain.domain}: publish {domain.next_dkim_record_name}; it signs once it verifies.")
@@ -303,7 +314,7 @@ async def _suppressions(db: Database, args: argparse.Namespace) -> None:
 
     def remove(conn: Connection) -> bool:
         team_id = teams_service.resolve_team(conn, team_id=args.team)
-        return emails_service.unsuppress(conn, team_id=team_id, email=args.email)
+        return emails_service.unsuppress(conn, team_id=team_id, email=args.email, actor=Actor.operator(), now=utcnow())
 
     if not await db.write(remove):
         raise NotFound(f"{args.email} is not suppressed")
@@ -342,7 +353,7 @@ async def _users_create_admin(db: Database, args: argparse.Namespace, settings: 
     from postroom.dashboard import accounts
 
     now = utcnow()
-    operator = accounts.Actor(name=_operator(), ip=None)
+    operator = Actor.operator()
 
     def work(conn: Connection) -> Any:
         team_id = teams_service.resolve_team(conn, team_id=args.team)
@@ -354,6 +365,59 @@ async def _users_create_admin(db: Database, args: argparse.Namespace, settings: 
     print(f"Setup link for {invitation.email} (owner of team {invitation.team_id}); it works once, until "
           f"{iso_resource(invitation.expires_at)}:")  # fmt: skip
     print(f"{base}/invite/{token}")
+
+
+# -- audit --------------------------------------------------------------------------------------------------
+
+_DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _since(text: str, now: datetime) -> datetime:
+    """``--since``: a duration back from now (``30m``, ``24h``, ``7d``, ``2w``) or an ISO 8601 time (UTC if bare)."""
+    text = text.strip()
+    unit = _DURATION_UNITS.get(text[-1:].lower())
+    if unit is not None and text[:-1].isdigit() and len(text) <= 12:
+        return now - timedelta(seconds=int(text[:-1]) * unit)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--since: {text!r} is neither a duration (30m, 24h, 7d, 2w) nor an ISO 8601 time") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def _audit(db: Database, args: argparse.Namespace) -> int:
+    """``audit list``: entries oldest first; ``audit verify``: recompute the hash chain (exit 1 when broken)."""
+    from postroom.audit import service as audit
+
+    if args.audit_command == "verify":
+        check = await db.read(audit.check_chain)
+        if check.first_broken is not None:
+            print(
+                f"postroom: audit log broken at entry {check.first_broken}: its hash does not follow from its "
+                "fields and the entry before it (edited, inserted or removed outside Postroom)",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"ok, {check.entries} entries")
+        return 0
+    since = None if args.since is None else _since(args.since, utcnow())
+    entries = await db.read(
+        lambda conn: audit.list_entries(conn, team_id=args.team, limit=None, actor_contains=args.actor, since=since)
+    )
+    entries.reverse()
+    if args.json:
+        _print_json([audit.entry_json(entry) for entry in entries])
+        return 0
+    for entry in entries:
+        line = audit.entry_json(entry)
+        change = (
+            f"  {line['old_value'] or '-'} -> {line['new_value'] or '-'}" if entry.old_value or entry.new_value else ""
+        )
+        print(
+            f"{entry.id}  {line['occurred_at']}  {entry.actor}  {entry.actor_ip or '-'}  {entry.action}  "
+            f"{entry.target or '-'}{change}"
+        )
+    return 0
 
 
 # -- serve / migrate ----------------------------------------------------------------------------------------
@@ -748,6 +812,15 @@ def _build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--team", type=int, default=None)
     listing.add_argument("--json", action="store_true")
 
+    audit_log = commands.add_parser("audit", parents=[common], help="the audit log of every change")
+    audit_commands = audit_log.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
+    audit_list = audit_commands.add_parser("list", parents=[common], help="list audit entries, oldest first")
+    audit_list.add_argument("--since", default=None, help="a duration (30m, 24h, 7d) or an ISO 8601 time")
+    audit_list.add_argument("--actor", default=None, help="only entries whose actor contains this text")
+    audit_list.add_argument("--team", type=int, default=None, help="only this team's entries")
+    audit_list.add_argument("--json", action="store_true")
+    audit_commands.add_parser("verify", parents=[common], help="check the hash chain (exit 1 when broken)")
+
     users = commands.add_parser("users", parents=[common], help="dashboard accounts")
     user_commands = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
     create_admin = user_commands.add_parser(
@@ -802,6 +875,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_with_database(settings, lambda db: _suppressions(db, args)))
         elif args.command == "send-test":
             asyncio.run(_with_database(settings, lambda db: _send_test(db, args, settings)))
+        elif args.command == "audit":
+            return int(asyncio.run(_with_database(settings, lambda db: _audit(db, args))))
         elif args.command == "users":
             asyncio.run(_with_database(settings, lambda db: _users_create_admin(db, args, settings)))
         else:

@@ -13,6 +13,7 @@ from lettr._exceptions import AuthenticationError, ForbiddenError
 from litestar.routes import HTTPRoute
 
 from postroom.app import build_app
+from postroom.audit.service import Actor
 from postroom.auth.keys import generate_key
 from postroom.auth.scopes import PUBLIC, ROUTE_SCOPES
 from postroom.core.clock import utcnow
@@ -80,7 +81,11 @@ def test_every_unusable_key_gets_401_invalid_key(server: Server, backend: Backen
     elif case == "other-scheme":
         header = f"Basic {valid.key}"
     elif case == "revoked":
-        backend.write(lambda conn: service.revoke_key(conn, key_id=valid.record.id, team_id=None, now=utcnow()))
+        backend.write(
+            lambda conn: service.revoke_key(
+                conn, key_id=valid.record.id, team_id=None, actor=Actor(name="tests"), now=utcnow()
+            )
+        )
     elif case == "expired":
         expired = backend.create_key(expires_at=utcnow() - timedelta(seconds=1))
         header = f"Bearer {expired.key}"
@@ -224,7 +229,11 @@ def test_checks_run_in_lettrs_order(server: Server, backend: Backend) -> None:
 
     # a revoked key from a refused address: 401 comes before the IP check
     revoked = backend.create_key(allowed_ips="203.0.113.50")
-    backend.write(lambda conn: service.revoke_key(conn, key_id=revoked.record.id, team_id=None, now=utcnow()))
+    backend.write(
+        lambda conn: service.revoke_key(
+            conn, key_id=revoked.record.id, team_id=None, actor=Actor(name="tests"), now=utcnow()
+        )
+    )
     assert call(server, "GET", "/api/projects", revoked.key).json() == INVALID
     # a Sending Only key from a refused address on a non-send route: the IP 403, not the scope 403
     sending = backend.create_key(permission="sending", allowed_ips="203.0.113.50")

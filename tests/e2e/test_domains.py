@@ -19,6 +19,7 @@ from lettr import Lettr
 from lettr._exceptions import BadRequestError, ConflictError, NotFoundError, ValidationError
 from sqlalchemy import Connection, select
 
+from postroom.audit.service import Actor
 from postroom.domains import service as domains_service
 from postroom.domains.tasks import DomainChecks
 from postroom.jobs.base import WorkKind
@@ -241,7 +242,11 @@ def test_an_operator_approved_domain_is_not_suspended_for_records_it_never_had(
 ) -> None:
     name = fresh()
     client.domains.create(name)
-    backend.write(lambda conn: domains_service.approve_domain(conn, team_id=backend.team_id, name=name, now=_now()))
+    backend.write(
+        lambda conn: domains_service.approve_domain(
+            conn, team_id=backend.team_id, name=name, actor=Actor(name="tests"), now=_now()
+        )
+    )
     assert client.domains.verify(name).dkim_status == "unverified"
     detail = client.domains.get(name)
     assert detail.can_send is True and detail.dns is not None and detail.dns["warning"] is None

@@ -162,10 +162,15 @@ def test_five_failures_block_unauthenticated_attempts_from_the_ip_for_fifteen_mi
     server: Server, backend: Backend
 ) -> None:
     from postroom.apikeys import service as keys_service
+    from postroom.audit.service import Actor
 
     valid = backend.create_key()
     revoked = backend.create_key(name="revoked")
-    backend.write(lambda conn: keys_service.revoke_key(conn, key_id=revoked.record.id, team_id=None, now=utcnow()))
+    backend.write(
+        lambda conn: keys_service.revoke_key(
+            conn, key_id=revoked.record.id, team_id=None, actor=Actor(name="tests"), now=utcnow()
+        )
+    )
     elsewhere = backend.create_key(allowed_ips="203.0.113.50")
     sending = backend.create_key(permission="sending")
     unknown = generate_key()

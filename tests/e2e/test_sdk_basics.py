@@ -62,10 +62,15 @@ def test_unknown_route_is_a_json_404_before_any_authentication(server: Server) -
 
 def test_a_revoked_key_raises_authentication_error_in_the_sdk(server: Server, backend: Backend) -> None:
     from postroom.apikeys import service
+    from postroom.audit.service import Actor
     from postroom.core.clock import utcnow
 
     created = backend.create_key()
-    backend.write(lambda conn: service.revoke_key(conn, key_id=created.record.id, team_id=None, now=utcnow()))
+    backend.write(
+        lambda conn: service.revoke_key(
+            conn, key_id=created.record.id, team_id=None, actor=Actor(name="tests"), now=utcnow()
+        )
+    )
     with pytest.raises(AuthenticationError) as excinfo:
         Lettr(created.key, base_url=server.api_url).auth_check()
     assert str(excinfo.value) == "Invalid API key."

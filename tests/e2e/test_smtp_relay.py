@@ -32,6 +32,7 @@ import trustme
 from sqlalchemy import select
 
 from postroom.apikeys import service as keys_service
+from postroom.audit.service import Actor
 from postroom.core.clock import utcnow
 from postroom.domains.service import SendingDomain
 from postroom.models import auth_failures
@@ -304,7 +305,11 @@ def test_a_bad_key_gets_535_and_is_recorded(relay: Relay, backend: Backend, pass
 
 def test_smtplib_login_with_a_revoked_key_fails(relay: Relay, backend: Backend) -> None:
     created = backend.create_key(name="to revoke")
-    backend.write(lambda conn: keys_service.revoke_key(conn, key_id=created.record.id, team_id=None, now=utcnow()))
+    backend.write(
+        lambda conn: keys_service.revoke_key(
+            conn, key_id=created.record.id, team_id=None, actor=Actor(name="tests"), now=utcnow()
+        )
+    )
     with relay.starttls() as client, pytest.raises(smtplib.SMTPAuthenticationError) as excinfo:
         client.login("lettr", created.key)
     assert excinfo.value.smtp_code == 535
@@ -318,7 +323,11 @@ def test_a_key_revoked_during_a_session_cannot_send_its_next_message(
         client.login("lettr", created.key)
         code, _ = submit(client, compose("first@example.test"))
         assert code == 250
-        backend.write(lambda conn: keys_service.revoke_key(conn, key_id=created.record.id, team_id=None, now=utcnow()))
+        backend.write(
+            lambda conn: keys_service.revoke_key(
+                conn, key_id=created.record.id, team_id=None, actor=Actor(name="tests"), now=utcnow()
+            )
+        )
         code, reply = client.mail("app@sender.test")
     assert code == 535 and b"Invalid API key." in reply
     sink.wait_for(1)

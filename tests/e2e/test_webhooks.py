@@ -27,6 +27,7 @@ from pytest_httpserver import HTTPServer
 from sqlalchemy import Connection, update
 from werkzeug import Request, Response
 
+from postroom.audit.service import Actor
 from postroom.core.clock import utcnow
 from postroom.models import webhooks
 from postroom.webhooks import service as webhooks_service
@@ -56,7 +57,7 @@ def hooks_server(
 
     own_backend.write(
         lambda conn: domains_service.add_domain(
-            conn, team_id=own_backend.team_id, name=HOOK_DOMAIN, approve=True, now=utcnow(),
+            conn, team_id=own_backend.team_id, name=HOOK_DOMAIN, approve=True, actor=Actor(name="tests"), now=utcnow(),
             settings=own_backend.settings,
         )
     )  # fmt: skip

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import Connection
 
+from postroom.audit.service import Actor
 from postroom.core.clock import utcnow
 from postroom.domains import service as domains_service
 from tests.conftest import Backend, free_port
@@ -154,7 +155,13 @@ def ensure_sending_domain(backend: Backend, name: str = "sender.test", team_id: 
     def add(conn: Connection) -> None:
         if domains_service.find_domain(conn, team_id=team, name=name) is None:
             domains_service.add_domain(
-                conn, team_id=team, name=name, approve=True, now=utcnow(), settings=backend.settings
+                conn,
+                team_id=team,
+                name=name,
+                approve=True,
+                actor=Actor(name="tests"),
+                now=utcnow(),
+                settings=backend.settings,
             )
 
     backend.write(add)

@@ -1,7 +1,8 @@
 """Creating, changing, revoking and rotating API keys.
 
 Functions run inside a unit of work (``Database.write``/``read``) and never commit. The clear key exists only in
-the ``CreatedKey`` returned by ``create_key``/``rotate_key``, to be shown once.
+the ``CreatedKey`` returned by ``create_key``/``rotate_key``, to be shown once. Each change is recorded in the audit
+log by the ``Actor`` who made it, in the same transaction, with what the key list shows of the key (never a secret).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row
 
 from postroom.apikeys import queries
+from postroom.audit.service import Actor
 from postroom.auth.keys import display_prefix, generate_key, key_digest
 from postroom.auth.scopes import Permission
 from postroom.core.ids import new_id
@@ -116,15 +118,53 @@ def _clean_permission(permission: str) -> Permission:
         raise ValidationFailed({"permission": [f"The permission must be one of: {choices}."]}) from None
 
 
+EMPTY_ALLOWLIST = (
+    "The list has no address in it. Enter addresses or ranges, or leave the field empty to allow any address."
+)
+
+
 def clean_allowed_ips(text: str | None) -> str | None:
-    """Canonical allowlist text, or None for "any address"; ``ValidationFailed`` names each bad entry."""
-    if text is None:
+    """Canonical allowlist text, or None for "any address" (``None`` or blank text).
+
+    ``ValidationFailed`` names each bad entry, and refuses entries that parse to nothing (``","``): that would
+    silently mean "any address".
+    """
+    if text is None or not text.strip():
         return None
     try:
         networks = parse_allowlist(text)
     except AllowlistError as exc:
         raise ValidationFailed({"allowed_ips": exc.problems}) from None
-    return format_allowlist(networks) or None
+    if not networks:
+        raise ValidationFailed({"allowed_ips": [EMPTY_ALLOWLIST]})
+    return format_allowlist(networks)
+
+
+def opens_every_address(allowed_ips: str | None) -> bool:
+    """Whether an allowlist holds a ``/0`` range (``0.0.0.0/0``, ``::/0``), which admits every address of its family.
+
+    Invalid text answers False: it is refused when stored.
+    """
+    try:
+        networks = parse_allowlist(allowed_ips or "")
+    except AllowlistError:
+        return False
+    return any(network.prefixlen == 0 for network in networks)
+
+
+def audit_view(record: ApiKeyRecord) -> dict[str, Any]:
+    """What the audit log keeps of a key: what the key list shows, never the secret."""
+    return {
+        "name": record.name,
+        "permission": record.permission.value,
+        "allowed_ips": record.allowed_ips,
+        "prefix": record.display_prefix,
+        "expires_at": record.expires_at.isoformat() if record.expires_at else None,
+    }
+
+
+def _target(record: ApiKeyRecord) -> str:
+    return f"api_key:{record.id}"
 
 
 def expiry_in_days(days: int | None, now: datetime) -> datetime | None:
@@ -144,6 +184,7 @@ def create_key(
     allowed_ips: str | None,
     expires_at: datetime | None,
     created_by: str,
+    actor: Actor,
     now: datetime,
     rotated_from_id: str | None = None,
 ) -> CreatedKey:
@@ -158,6 +199,7 @@ def create_key(
         "id": new_id("key"),
         "team_id": team_id,
         **values,
+        "created_permission": values["permission"],
         "digest": key_digest(key),
         "display_prefix": display_prefix(key),
         "last4": key[-4:],
@@ -171,7 +213,12 @@ def create_key(
         "last_used_ip": None,
     }
     queries.insert_key(conn, row)
-    return CreatedKey(record=_load(conn, str(row["id"]), team_id=None), key=key)
+    record = _load(conn, str(row["id"]), team_id=None)
+    if rotated_from_id is None:
+        actor.record(
+            conn, team_id=team_id, action="api_key.created", target=_target(record), new=audit_view(record), now=now
+        )
+    return CreatedKey(record=record, key=key)
 
 
 def _load(conn: Connection, key_id: str, *, team_id: int | None) -> ApiKeyRecord:
@@ -195,6 +242,7 @@ def update_key(
     *,
     key_id: str,
     team_id: int | None,
+    actor: Actor,
     now: datetime,
     name: str = UNCHANGED,
     permission: str = UNCHANGED,
@@ -212,15 +260,36 @@ def update_key(
     if values:
         values["updated_at"] = now
         queries.update_key(conn, current.id, values)
-    return _load(conn, key_id, team_id=team_id)
+    after = _load(conn, key_id, team_id=team_id)
+    actor.record_change(
+        conn,
+        team_id=after.team_id,
+        action="api_key.updated",
+        target=_target(after),
+        old=audit_view(current),
+        new=audit_view(after),
+        now=now,
+    )
+    return after
 
 
-def revoke_key(conn: Connection, *, key_id: str, team_id: int | None, now: datetime) -> ApiKeyRecord:
-    """Revoke a key for good; revoking a revoked key changes nothing."""
+def revoke_key(conn: Connection, *, key_id: str, team_id: int | None, actor: Actor, now: datetime) -> ApiKeyRecord:
+    """Revoke a key for good; revoking a revoked key changes nothing (and records nothing)."""
     current = _load(conn, key_id, team_id=team_id)
-    if current.revoked_at is None:
-        queries.update_key(conn, current.id, {"revoked_at": now, "updated_at": now})
-    return _load(conn, key_id, team_id=team_id)
+    if current.revoked_at is not None:
+        return current
+    queries.update_key(conn, current.id, {"revoked_at": now, "updated_at": now})
+    after = _load(conn, key_id, team_id=team_id)
+    actor.record(
+        conn,
+        team_id=after.team_id,
+        action="api_key.revoked",
+        target=_target(after),
+        old={"status": current.status(now)},
+        new={"status": after.status(now), "prefix": after.display_prefix},
+        now=now,
+    )
+    return after
 
 
 def rotate_key(
@@ -230,6 +299,7 @@ def rotate_key(
     team_id: int | None,
     grace: timedelta,
     created_by: str,
+    actor: Actor,
     now: datetime,
     expires_in_days: int | None = None,
 ) -> tuple[CreatedKey, ApiKeyRecord]:
@@ -254,6 +324,7 @@ def rotate_key(
         allowed_ips=old.allowed_ips,
         expires_at=successor_expiry,
         created_by=created_by,
+        actor=actor,
         now=now,
         rotated_from_id=old.id,
     )
@@ -261,7 +332,21 @@ def rotate_key(
     if old.expires_at is not None and old.expires_at < old_expiry:
         old_expiry = old.expires_at
     queries.update_key(conn, old.id, {"expires_at": old_expiry, "updated_at": now})
-    return created, _load(conn, old.id, team_id=None)
+    after = _load(conn, old.id, team_id=None)
+    actor.record(
+        conn,
+        team_id=old.team_id,
+        action="api_key.rotated",
+        target=_target(old),
+        old=audit_view(old),
+        new={
+            **audit_view(created.record),
+            "successor": created.record.id,
+            "old_key_expires_at": old_expiry.isoformat(),
+        },
+        now=now,
+    )
+    return created, after
 
 
 def record_use(conn: Connection, *, key_id: str, used_at: datetime, ip: str | None) -> None:

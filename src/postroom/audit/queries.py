@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, select
@@ -18,16 +19,30 @@ def insert_entry(conn: Connection, values: dict[str, Any]) -> int:
     return int(conn.execute(audit_log.insert().values(**values).returning(audit_log.c.id)).scalar_one())
 
 
-def entries_in_team(
-    conn: Connection, team_id: int, *, limit: int, before_id: int | None, action_prefix: str | None
+def entries(
+    conn: Connection,
+    *,
+    team_id: int | None,
+    limit: int | None,
+    before_id: int | None = None,
+    action_prefix: str | None = None,
+    actor_contains: str | None = None,
+    since: datetime | None = None,
 ) -> Sequence[Row[Any]]:
-    """Newest first."""
-    query = select(audit_log).where(audit_log.c.team_id == team_id)
+    """Newest first; ``team_id=None`` (the operator's command line) reads every team's entries."""
+    query = select(audit_log)
+    if team_id is not None:
+        query = query.where(audit_log.c.team_id == team_id)
     if before_id is not None:
         query = query.where(audit_log.c.id < before_id)
     if action_prefix:
         query = query.where(audit_log.c.action.startswith(action_prefix, autoescape=True))
-    return conn.execute(query.order_by(audit_log.c.id.desc()).limit(limit)).fetchall()
+    if actor_contains:
+        query = query.where(audit_log.c.actor.icontains(actor_contains, autoescape=True))
+    if since is not None:
+        query = query.where(audit_log.c.occurred_at >= since)
+    query = query.order_by(audit_log.c.id.desc())
+    return conn.execute(query if limit is None else query.limit(limit)).fetchall()
 
 
 def all_entries(conn: Connection) -> Sequence[Row[Any]]:

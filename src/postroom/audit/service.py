@@ -7,12 +7,19 @@ entry carries a SHA-256 over its own fields and the previous entry's hash, so a 
 database's back shows up in ``verify_chain``.
 
 Values are stored as text (JSON for structured ones) and never hold secrets: callers pass key prefixes, not keys.
+
+Every door names its actor the same way, through ``Actor``: a dashboard member by email, the operator's command
+line as ``cli:<user>@<host>``, an API key as ``api_key:<id> (<prefix>)`` and an SMTP login as
+``smtp:<id> (<prefix>)``, each with the client address where there is one. A service function that changes state
+takes an ``Actor`` and calls ``Actor.record`` (or ``record_change``) inside its own unit of work.
 """
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +35,89 @@ MAX_VALUE_CHARS = 4000
 _CONTROL = {i: f"\\x{i:02x}" for i in [*range(32), 127]}
 
 AuditValue = str | int | bool | Mapping[str, Any] | Sequence[Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is acting, from which door: the name the audit log shows, their address and their client software."""
+
+    name: str
+    ip: str | None = None
+    user_agent: str | None = None
+
+    @classmethod
+    def member(cls, email: str, *, ip: str | None, user_agent: str | None = None) -> Actor:
+        """A signed-in dashboard member."""
+        return cls(name=email, ip=ip, user_agent=user_agent)
+
+    @classmethod
+    def operator(cls) -> Actor:
+        """The command line: ``cli:<user>@<host>``."""
+        try:
+            user = getpass.getuser()
+        except Exception:
+            user = "unknown"
+        return cls(name=f"cli:{user}@{socket.gethostname()}")
+
+    @classmethod
+    def api_key(cls, key_id: str, prefix: str, *, ip: str | None, user_agent: str | None = None) -> Actor:
+        """A request to the HTTP API, made with the key ``key_id`` (shown by its prefix, never its secret)."""
+        return cls(name=f"api_key:{key_id} ({prefix})", ip=ip, user_agent=user_agent)
+
+    @classmethod
+    def smtp_key(cls, key_id: str, prefix: str, *, ip: str | None) -> Actor:
+        """An SMTP session that logged in with the key ``key_id``."""
+        return cls(name=f"smtp:{key_id} ({prefix})", ip=ip)
+
+    def record(
+        self,
+        conn: Connection,
+        *,
+        team_id: int | None,
+        action: str,
+        target: str | None,
+        now: datetime,
+        old: AuditValue = None,
+        new: AuditValue = None,
+    ) -> int:
+        """Append what this actor did to the audit log, with their address and client software."""
+        return record(
+            conn,
+            team_id=team_id,
+            actor=self.name,
+            action=action,
+            target=target,
+            old=old,
+            new=new,
+            ip=self.ip,
+            now=now,
+            user_agent=self.user_agent,
+        )
+
+    def record_change(
+        self,
+        conn: Connection,
+        *,
+        team_id: int | None,
+        action: str,
+        target: str | None,
+        now: datetime,
+        old: Mapping[str, Any],
+        new: Mapping[str, Any],
+    ) -> int | None:
+        """Record only the fields that differ between ``old`` and ``new``; nothing (None) when none does."""
+        changed = [name for name in {**old, **new} if old.get(name) != new.get(name)]
+        if not changed:
+            return None
+        return self.record(
+            conn,
+            team_id=team_id,
+            action=action,
+            target=target,
+            now=now,
+            old={name: old.get(name) for name in changed},
+            new={name: new.get(name) for name in changed},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,19 +210,64 @@ def record(
 
 
 def list_entries(
-    conn: Connection, *, team_id: int, limit: int = 100, before_id: int | None = None, action_prefix: str | None = None
+    conn: Connection,
+    *,
+    team_id: int | None,
+    limit: int | None = 100,
+    before_id: int | None = None,
+    action_prefix: str | None = None,
+    actor_contains: str | None = None,
+    since: datetime | None = None,
 ) -> list[AuditEntry]:
-    """A team's events, newest first; ``before_id`` pages back."""
-    rows = queries.entries_in_team(conn, team_id, limit=limit, before_id=before_id, action_prefix=action_prefix)
+    """A team's events (every team's for ``team_id=None``), newest first; ``before_id`` pages back."""
+    rows = queries.entries(
+        conn,
+        team_id=team_id,
+        limit=limit,
+        before_id=before_id,
+        action_prefix=action_prefix,
+        actor_contains=actor_contains,
+        since=since,
+    )
     return [AuditEntry.from_row(row) for row in rows]
+
+
+def entry_json(entry: AuditEntry) -> dict[str, Any]:
+    """One entry as the command line's and the dashboard's JSON and CSV exports give it."""
+    return {
+        "id": entry.id,
+        "team_id": entry.team_id,
+        "occurred_at": entry.occurred_at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "actor": entry.actor,
+        "actor_ip": entry.actor_ip,
+        "user_agent": entry.user_agent,
+        "action": entry.action,
+        "target": entry.target,
+        "old_value": entry.old_value,
+        "new_value": entry.new_value,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ChainCheck:
+    entries: int
+    first_broken: int | None
+    """The id of the first entry whose hash does not follow from its fields and its predecessor; None if intact."""
+
+
+def check_chain(conn: Connection) -> ChainCheck:
+    """Walk the whole log, oldest first, recomputing each entry's hash from its fields and its predecessor's."""
+    prev_hash = GENESIS_HASH
+    count = 0
+    for row in queries.all_entries(conn):
+        count += 1
+        values = dict(row._mapping)
+        if values["prev_hash"] != prev_hash or _row_hash(prev_hash, values) != values["row_hash"]:
+            return ChainCheck(entries=count, first_broken=int(values["id"]))
+        prev_hash = values["row_hash"]
+    return ChainCheck(entries=count, first_broken=None)
 
 
 def verify_chain(conn: Connection) -> int | None:
     """The id of the first entry whose hash does not follow from its fields and its predecessor; None if intact."""
-    prev_hash = GENESIS_HASH
-    for row in queries.all_entries(conn):
-        values = dict(row._mapping)
-        if values["prev_hash"] != prev_hash or _row_hash(prev_hash, values) != values["row_hash"]:
-            return int(values["id"])
-        prev_hash = values["row_hash"]
-    return None
+    return check_chain(conn).first_broken

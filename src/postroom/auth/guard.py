@@ -29,6 +29,7 @@ from sqlalchemy import Connection
 
 from postroom.apikeys import service as apikeys_service
 from postroom.apikeys.service import ApiKeyRecord
+from postroom.audit.service import Actor
 from postroom.auth import queries as auth_queries
 from postroom.auth.client_ip import connection_client_ip
 from postroom.auth.keys import is_well_formed, key_digest, loggable_prefix
@@ -176,6 +177,14 @@ class Authenticator:
             },
         )
         raise error
+
+
+def caller_actor(connection: ASGIConnection[Any, Any, Any, Any], key: ApiKeyRecord) -> Actor:
+    """The audit log's actor for a request the guard admitted: the key (id and prefix) and the client address."""
+    ip = connection_client_ip(connection)
+    return Actor.api_key(
+        key.id, key.display_prefix, ip=None if ip is None else str(ip), user_agent=connection.headers.get("user-agent")
+    )
 
 
 async def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], route_handler: BaseRouteHandler) -> None:

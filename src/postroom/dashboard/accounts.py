@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection
 
 from postroom.audit import service as audit
+from postroom.audit.service import Actor as Actor
 from postroom.auth import sessions as session_rules
 from postroom.core.ids import new_id
 from postroom.dashboard import queries
@@ -74,40 +75,6 @@ def _duration(seconds: int) -> str:
     if seconds < 90:
         return f"{seconds} second{'s' if seconds != 1 else ''}"
     return f"{(seconds + 59) // 60} minutes"
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who is acting, for the audit log: a member's email (or the operator's ``cli:…``), their IP and browser."""
-
-    name: str
-    ip: str | None
-    user_agent: str | None = None
-
-    def record(
-        self,
-        conn: Connection,
-        *,
-        team_id: int | None,
-        action: str,
-        target: str | None,
-        now: datetime,
-        old: audit.AuditValue = None,
-        new: audit.AuditValue = None,
-    ) -> int:
-        """Append what this actor did to the audit log, with their address and browser."""
-        return audit.record(
-            conn,
-            team_id=team_id,
-            actor=self.name,
-            action=action,
-            target=target,
-            old=old,
-            new=new,
-            ip=self.ip,
-            now=now,
-            user_agent=self.user_agent,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -635,6 +602,21 @@ def mark_reauthenticated(conn: Connection, *, session: SessionView, actor: Actor
         action="session.reauthenticated",
         target=f"session:{session.id}",
         new={"method": method},
+        now=now,
+    )
+
+
+def record_failed_reauthentication(
+    conn: Connection, *, session: SessionView, actor: Actor, method: str, outcome: str, why: str, now: datetime
+) -> None:
+    """A wrong password or code when re-confirming before a sensitive change: a throttle attempt and an audit event."""
+    record_attempt(conn, email=session.email, ip=actor.ip, outcome=outcome, now=now)
+    actor.record(
+        conn,
+        team_id=session.team_id,
+        action="session.reauthentication_failed",
+        target=f"session:{session.id}",
+        new={"method": method, "for": why},
         now=now,
     )
 

@@ -19,6 +19,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row
 
+from postroom.apikeys.service import ApiKeyRecord
+from postroom.auth.scopes import Permission
 from postroom.dashboard import queries
 
 VOLUME_ALERT_FACTOR = 3
@@ -104,8 +106,38 @@ def failed_authentications(
     return list(queries.auth_failures_for(conn, team_id, include_unattributed=include_unattributed, limit=limit))
 
 
-def new_keys(conn: Connection, *, team_id: int, now: datetime, days: int = 7) -> list[Row[Any]]:
-    return list(queries.new_keys(conn, team_id, now - timedelta(days=days)))
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    created_at: datetime
+    name: str
+    display_prefix: str
+    created_permission: Permission
+    permission: Permission
+    created_by: str
+    status: str
+    """``active``, ``revoked``, ``expired`` or ``rotated`` (a successor was issued), now."""
+
+
+def new_keys(conn: Connection, *, team_id: int, now: datetime, days: int = 7) -> list[NewKey]:
+    """The keys created in the last ``days`` days: with what permission they were made, and what they are now."""
+    listing = []
+    for row in queries.new_keys(conn, team_id, now - timedelta(days=days)):
+        record = ApiKeyRecord.from_row(row)
+        status = record.status(now)
+        if status != "revoked" and row.has_successor:
+            status = "rotated"
+        listing.append(
+            NewKey(
+                created_at=record.created_at,
+                name=record.name,
+                display_prefix=record.display_prefix,
+                created_permission=Permission(row.created_permission or record.permission),
+                permission=record.permission,
+                created_by=record.created_by,
+                status=status,
+            )
+        )
+    return listing
 
 
 def keys_at_new_addresses(conn: Connection, *, team_id: int, now: datetime, days: int = 7) -> list[Row[Any]]:

@@ -90,6 +90,7 @@ PAGE_ACCESS: Final[dict[tuple[str, str], Access]] = {
     ("POST", "/team/members/{user_id}/remove"): Role.ADMIN,
     ("POST", "/team/settings"): Role.OWNER,
     ("GET", "/audit"): Role.ADMIN,
+    ("GET", "/audit/export"): Role.ADMIN,
     ("GET", "/templates"): Role.VIEWER,
     ("GET", "/templates/{slug}"): Role.VIEWER,
     ("POST", "/templates/{slug}"): Role.DEVELOPER,

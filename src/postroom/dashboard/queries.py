@@ -358,8 +358,16 @@ def dead_key_attempts(conn: Connection, team_id: int, since: datetime) -> Sequen
 
 
 def new_keys(conn: Connection, team_id: int, since: datetime) -> Sequence[Row[Any]]:
+    """Keys created since ``since``, newest first, each with ``has_successor`` (it was rotated)."""
+    successor = api_keys.alias("successor")
+    rotated = (
+        select(successor.c.id)
+        .where(successor.c.rotated_from_id == api_keys.c.id, successor.c.team_id == team_id)
+        .exists()
+        .label("has_successor")
+    )
     return conn.execute(
-        select(api_keys)
+        select(api_keys, rotated)
         .where(api_keys.c.team_id == team_id, api_keys.c.created_at >= since)
         .order_by(api_keys.c.created_at.desc())
     ).fetchall()

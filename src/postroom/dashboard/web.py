@@ -100,7 +100,7 @@ def signed_in(request: Request[Any, Any, Any]) -> SessionView:
 def actor(request: Request[Any, Any, Any]) -> Actor:
     state = page_state(request)
     name = state.session.email if state.session else "anonymous"
-    return Actor(name=name, ip=state.client_ip, user_agent=request.headers.get("user-agent"))
+    return Actor.member(name, ip=state.client_ip, user_agent=request.headers.get("user-agent"))
 
 
 async def form_data(request: Request[Any, Any, Any]) -> dict[str, str]:

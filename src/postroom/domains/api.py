@@ -11,7 +11,7 @@ from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath
 
-from postroom.auth.guard import CallerKey
+from postroom.auth.guard import CallerKey, caller_actor
 from postroom.core.clock import utcnow
 from postroom.core.envelope import envelope
 from postroom.core.openapi import documented, envelope_of, request_body
@@ -49,9 +49,10 @@ async def create_domain(request: Request[Any, Any, State], state: State, api_key
         raise ValidationFailed({"domain": ["The domain field is required."]})
     if len(name) > 255:
         raise ValidationFailed({"domain": ["The domain must not be greater than 255 characters."]})
+    who = caller_actor(request, api_key)
     domain = await state.db.write(
         lambda conn: service.add_domain(
-            conn, team_id=api_key.team_id, name=name, approve=False, now=utcnow(), settings=state.settings
+            conn, team_id=api_key.team_id, name=name, approve=False, actor=who, now=utcnow(), settings=state.settings
         )
     )
     return envelope("Domain created successfully.", schemas.created_body(domain))
@@ -72,9 +73,14 @@ async def get_domain(state: State, api_key: CallerKey, domain: FromPath[str]) ->
     status_code=204,
     responses=documented(204, None, errors=(404, 422), description="Deleted; no content."),
 )
-async def delete_domain(state: State, api_key: CallerKey, domain: FromPath[str]) -> Response[None]:
+async def delete_domain(
+    request: Request[Any, Any, State], state: State, api_key: CallerKey, domain: FromPath[str]
+) -> Response[None]:
     name = service.normalise_domain(domain)
-    await state.db.write(lambda conn: service.delete_domain(conn, team_id=api_key.team_id, name=name, now=utcnow()))
+    who = caller_actor(request, api_key)
+    await state.db.write(
+        lambda conn: service.delete_domain(conn, team_id=api_key.team_id, name=name, actor=who, now=utcnow())
+    )
     return Response(content=None, status_code=204)
 
 
@@ -83,9 +89,12 @@ async def delete_domain(state: State, api_key: CallerKey, domain: FromPath[str])
     status_code=200,
     responses=documented(200, envelope_of(schemas.DomainVerification, "DomainVerificationResponse"), errors=(404, 422)),
 )
-async def verify_domain(state: State, api_key: CallerKey, domain: FromPath[str]) -> dict[str, Any]:
+async def verify_domain(
+    request: Request[Any, Any, State], state: State, api_key: CallerKey, domain: FromPath[str]
+) -> dict[str, Any]:
     name = service.normalise_domain(domain)
-    checked, result = await _checks(state).verify(team_id=api_key.team_id, name=name)
+    who = caller_actor(request, api_key)
+    checked, result = await _checks(state).verify(team_id=api_key.team_id, name=name, actor=who)
     return envelope("Domain verification completed.", schemas.verification_body(checked, result))
 
 
@@ -94,11 +103,14 @@ async def verify_domain(state: State, api_key: CallerKey, domain: FromPath[str])
     status_code=200,
     responses=documented(200, envelope_of(schemas.DomainDetail, "DomainDetailResponse"), errors=(404, 409, 422)),
 )
-async def rotate_dkim(state: State, api_key: CallerKey, domain: FromPath[str]) -> dict[str, Any]:
+async def rotate_dkim(
+    request: Request[Any, Any, State], state: State, api_key: CallerKey, domain: FromPath[str]
+) -> dict[str, Any]:
     name = service.normalise_domain(domain)
+    who = caller_actor(request, api_key)
     rotated = await state.db.write(
         lambda conn: service.start_rotation(
-            conn, team_id=api_key.team_id, name=name, now=utcnow(), settings=state.settings
+            conn, team_id=api_key.team_id, name=name, actor=who, now=utcnow(), settings=state.settings
         )
     )
     return envelope("DKIM key rotation started.", schemas.detail_body(rotated, state.settings))

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row
 
+from postroom.audit.service import Actor
 from postroom.config import Settings
 from postroom.core.clock import iso_resource
 from postroom.core.crypto import SecretBox
@@ -178,7 +179,7 @@ def _new_selector(now: datetime) -> str:
 
 
 def add_domain(
-    conn: Connection, *, team_id: int, name: str, approve: bool, now: datetime, settings: Settings
+    conn: Connection, *, team_id: int, name: str, approve: bool, actor: Actor, now: datetime, settings: Settings
 ) -> SendingDomain:
     """Register ``name`` for ``team_id`` with a new RSA-2048 DKIM key; approved at once when ``approve``.
 
@@ -207,7 +208,20 @@ def add_domain(
     )
     _event(conn, team_id, domain, "added", "approved by an operator" if approve else "waiting for DNS records", now)
     schedule_recheck(conn, domain_id=domain_id, settings=settings, now=now)
-    return get_domain(conn, team_id=team_id, name=domain)
+    added = get_domain(conn, team_id=team_id, name=domain)
+    actor.record(
+        conn,
+        team_id=team_id,
+        action="domain.added",
+        target=_target(domain),
+        new={"status": added.status, "dkim_selector": added.dkim_selector},
+        now=now,
+    )
+    return added
+
+
+def _target(domain: str) -> str:
+    return f"domain:{domain}"
 
 
 def get_domain(conn: Connection, *, team_id: int, name: str) -> SendingDomain:
@@ -251,20 +265,37 @@ def _refuse_if_approved_elsewhere(conn: Connection, *, team_id: int, name: str) 
         raise DomainApprovedElsewhere(name, holder)
 
 
-def approve_domain(conn: Connection, *, team_id: int, name: str, now: datetime) -> SendingDomain:
+def approve_domain(conn: Connection, *, team_id: int, name: str, actor: Actor, now: datetime) -> SendingDomain:
     """An operator's approval; refused (``DomainApprovedElsewhere``) while another team has the name approved."""
     current = get_domain(conn, team_id=team_id, name=name)
     if current.status != "approved":
         _refuse_if_approved_elsewhere(conn, team_id=team_id, name=current.domain)
         queries.update_domain(conn, current.id, {"status": "approved", "updated_at": now})
         _event(conn, team_id, current.domain, "approved", "approved by an operator", now)
+        actor.record(
+            conn,
+            team_id=team_id,
+            action="domain.approved",
+            target=_target(current.domain),
+            old={"status": current.status},
+            new={"status": "approved"},
+            now=now,
+        )
     return get_domain(conn, team_id=team_id, name=name)
 
 
-def delete_domain(conn: Connection, *, team_id: int, name: str, now: datetime) -> None:
+def delete_domain(conn: Connection, *, team_id: int, name: str, actor: Actor, now: datetime) -> None:
     current = get_domain(conn, team_id=team_id, name=name)
     queries.delete_domain(conn, current.id)
     _event(conn, team_id, current.domain, "deleted", "the domain was removed", now)
+    actor.record(
+        conn,
+        team_id=team_id,
+        action="domain.deleted",
+        target=_target(current.domain),
+        old={"status": current.status, "dkim_selector": current.dkim_selector},
+        now=now,
+    )
 
 
 def list_domains(conn: Connection, *, team_id: int | None) -> list[SendingDomain]:
@@ -275,7 +306,9 @@ def domain_events(conn: Connection, *, team_id: int, name: str | None = None, li
     return list(queries.events_of_domains(conn, team_id, name, limit))
 
 
-def start_rotation(conn: Connection, *, team_id: int, name: str, now: datetime, settings: Settings) -> SendingDomain:
+def start_rotation(
+    conn: Connection, *, team_id: int, name: str, actor: Actor, now: datetime, settings: Settings
+) -> SendingDomain:
     """Make a new key under a new selector; it signs once DNS serves it (the next verification switches)."""
     current = get_domain(conn, team_id=team_id, name=name)
     if current.dkim_next_selector is not None:
@@ -295,6 +328,15 @@ def start_rotation(conn: Connection, *, team_id: int, name: str, now: datetime, 
         },
     )
     _event(conn, team_id, current.domain, "dkim_rotation_started", f"publish the new key at {selector}", now)
+    actor.record(
+        conn,
+        team_id=team_id,
+        action="domain.dkim_rotation_started",
+        target=_target(current.domain),
+        old={"dkim_selector": current.dkim_selector},
+        new={"dkim_next_selector": selector},
+        now=now,
+    )
     return get_domain(conn, team_id=team_id, name=name)
 
 
@@ -349,9 +391,18 @@ def api_status(check: records.RecordCheck, *, allow_missing: bool) -> str:
 
 
 def record_verification(
-    conn: Connection, *, domain: SendingDomain, result: Verification, now: datetime, grace: timedelta
+    conn: Connection,
+    *,
+    domain: SendingDomain,
+    result: Verification,
+    now: datetime,
+    grace: timedelta,
+    actor: Actor | None = None,
 ) -> SendingDomain:
-    """Store what DNS served and move the domain along: approve, switch a rotated key, warn, or stop sending."""
+    """Store what DNS served and move the domain along: approve, switch a rotated key, warn, or stop sending.
+
+    A check someone asked for (``actor``) is an audit event; the periodic re-check is not.
+    """
     values: dict[str, Any] = {
         "dkim_status": api_status(result.dkim, allow_missing=False),
         "cname_status": "not_applicable"
@@ -411,7 +462,18 @@ def record_verification(
             values["status"] = "pending"
             _event(conn, team_id, name, "sending_suspended", f"{result.dkim.error} Sending has stopped.", now)
     queries.update_domain(conn, domain.id, values)
-    return get_domain(conn, team_id=team_id, name=name)
+    after = get_domain(conn, team_id=team_id, name=name)
+    if actor is not None:
+        actor.record(
+            conn,
+            team_id=team_id,
+            action="domain.verified",
+            target=_target(name),
+            old={"status": domain.status, "dkim_status": domain.dkim_status},
+            new={"status": after.status, "dkim_status": after.dkim_status},
+            now=now,
+        )
+    return after
 
 
 def _event(conn: Connection, team_id: int, domain: str, kind: str, detail: str, now: datetime) -> None:

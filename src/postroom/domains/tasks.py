@@ -8,6 +8,7 @@ from datetime import timedelta
 import dns.asyncresolver
 from sqlalchemy import Connection
 
+from postroom.audit.service import Actor
 from postroom.config import Settings
 from postroom.core.clock import utcnow
 from postroom.db.engine import Database
@@ -44,15 +45,17 @@ class DomainChecks:
             next_dkim=next_dkim,
         )
 
-    async def verify(self, *, team_id: int, name: str) -> tuple[SendingDomain, Verification]:
-        """Check DNS now and record the outcome; 404 for a domain the team does not have."""
+    async def verify(self, *, team_id: int, name: str, actor: Actor) -> tuple[SendingDomain, Verification]:
+        """Check DNS now and record the outcome (an audit event of ``actor``); 404 for a domain the team lacks."""
         domain = await self._db.read(lambda conn: service.get_domain(conn, team_id=team_id, name=name))
         result = await self.lookup(domain)
 
         def record(conn: Connection) -> SendingDomain:
             # Re-read inside the write: a rotation or approval may have happened during the lookup.
             current = service.get_domain(conn, team_id=team_id, name=name)
-            return service.record_verification(conn, domain=current, result=result, now=utcnow(), grace=self._grace)
+            return service.record_verification(
+                conn, domain=current, result=result, now=utcnow(), grace=self._grace, actor=actor
+            )
 
         return await self._db.write(record), result
 

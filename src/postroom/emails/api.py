@@ -9,7 +9,7 @@ from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 
-from postroom.auth.guard import CallerKey
+from postroom.auth.guard import CallerKey, caller_actor
 from postroom.core.clock import iso_resource, utcnow
 from postroom.core.envelope import envelope
 from postroom.core.openapi import documented, envelope_of, request_body
@@ -268,10 +268,13 @@ async def get_scheduled_email(state: State, api_key: CallerKey, request_id: From
     status_code=200,
     responses=documented(200, envelope_of(schemas.ScheduledEmail, "ScheduledEmailResponse"), errors=(404, 409)),
 )
-async def cancel_scheduled_email(state: State, api_key: CallerKey, request_id: FromPath[str]) -> dict[str, Any]:
+async def cancel_scheduled_email(
+    request: Request[Any, Any, State], state: State, api_key: CallerKey, request_id: FromPath[str]
+) -> dict[str, Any]:
+    who = caller_actor(request, api_key)
     row = await state.db.write(
         lambda conn: emails_service.cancel_scheduled(
-            conn, team_id=api_key.team_id, scheduled_id=request_id, now=utcnow()
+            conn, team_id=api_key.team_id, scheduled_id=request_id, actor=who, now=utcnow()
         )
     )
     return envelope("Scheduled transmission cancelled successfully.", scheduled_body(row))
@@ -309,8 +312,13 @@ async def list_suppressions(state: State, api_key: CallerKey) -> dict[str, Any]:
     status_code=200,
     responses=documented(200, envelope_of(schemas.RemovedSuppression, "RemovedSuppressionResponse"), errors=(404,)),
 )
-async def remove_suppression(state: State, api_key: CallerKey, email: FromPath[str]) -> dict[str, Any]:
-    removed = await state.db.write(lambda conn: emails_service.unsuppress(conn, team_id=api_key.team_id, email=email))
+async def remove_suppression(
+    request: Request[Any, Any, State], state: State, api_key: CallerKey, email: FromPath[str]
+) -> dict[str, Any]:
+    who = caller_actor(request, api_key)
+    removed = await state.db.write(
+        lambda conn: emails_service.unsuppress(conn, team_id=api_key.team_id, email=email, actor=who, now=utcnow())
+    )
     if not removed:
         raise NotFound("Suppression not found.")
     return envelope("Suppression removed.", {"email": email.lower()})

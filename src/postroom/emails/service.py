@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, Row
 
+from postroom.audit.service import Actor
 from postroom.core.ids import new_id
 from postroom.domains import service as domains_service
 from postroom.emails import queries
@@ -293,13 +294,22 @@ def list_scheduled(
     return queries.scheduled_page(conn, team_id, state=state, offset=offset, limit=limit)
 
 
-def cancel_scheduled(conn: Connection, *, team_id: int, scheduled_id: str, now: datetime) -> Row[Any]:
+def cancel_scheduled(conn: Connection, *, team_id: int, scheduled_id: str, actor: Actor, now: datetime) -> Row[Any]:
     """Cancel a send that is still waiting; 409 once it is released, cancelled or failed."""
     get_scheduled(conn, team_id=team_id, scheduled_id=scheduled_id)
     if not queries.update_scheduled(
         conn, scheduled_id, {"state": "cancelled", "accepted": 0, "updated_at": now}, only_in_state="scheduled"
     ):
         raise ScheduleCancellationFailed(scheduled_id)
+    actor.record(
+        conn,
+        team_id=team_id,
+        action="scheduled_email.cancelled",
+        target=f"scheduled_email:{scheduled_id}",
+        old={"state": "scheduled"},
+        new={"state": "cancelled"},
+        now=now,
+    )
     return get_scheduled(conn, team_id=team_id, scheduled_id=scheduled_id)
 
 
@@ -352,8 +362,20 @@ def list_suppressions(conn: Connection, *, team_id: int | None) -> Sequence[Row[
     return queries.suppressions_of(conn, team_id)
 
 
-def unsuppress(conn: Connection, *, team_id: int, email: str) -> bool:
-    return queries.remove_suppression(conn, team_id, email)
+def unsuppress(conn: Connection, *, team_id: int, email: str, actor: Actor, now: datetime) -> bool:
+    """Allow ``email`` again; False (and nothing recorded) when it was not suppressed."""
+    if not queries.remove_suppression(conn, team_id, email):
+        return False
+    actor.record(
+        conn,
+        team_id=team_id,
+        action="suppression.removed",
+        target=f"suppression:{email.lower()}",
+        old={"suppressed": True},
+        new={"suppressed": False},
+        now=now,
+    )
+    return True
 
 
 def forget_expired_idempotency_keys(conn: Connection, *, now: datetime) -> None:

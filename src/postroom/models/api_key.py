@@ -13,6 +13,7 @@ api_keys = Table(
     Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("name", String(255), nullable=False),
     Column("permission", String(16), nullable=False),
+    Column("created_permission", String(16), nullable=True),  # as created; ``permission`` is what it has now
     Column("digest", LargeBinary(32), nullable=False, unique=True),
     Column("display_prefix", String(12), nullable=False),
     Column("last4", String(4), nullable=False),

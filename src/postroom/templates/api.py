@@ -12,7 +12,7 @@ from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery
 
-from postroom.auth.guard import CallerKey
+from postroom.auth.guard import CallerKey, caller_actor
 from postroom.core.clock import utcnow
 from postroom.core.envelope import envelope
 from postroom.core.openapi import MessageBody, documented, envelope_of, request_body
@@ -59,6 +59,7 @@ async def list_templates(
 )
 async def create_template(request: Request[Any, Any, State], state: State, api_key: CallerKey) -> dict[str, Any]:
     given = schemas.parse_create(decode_body(await request.body()))
+    who = caller_actor(request, api_key)
     created = await state.db.write(
         lambda conn: templates_service.create_template(
             conn,
@@ -70,6 +71,7 @@ async def create_template(request: Request[Any, Any, State], state: State, api_k
             project_id=given.project_id,
             folder_id=given.folder_id,
             purpose=given.purpose,
+            actor=who,
             now=utcnow(),
         )
     )
@@ -140,6 +142,7 @@ async def update_template(
     request: Request[Any, Any, State], state: State, api_key: CallerKey, slug: FromPath[str]
 ) -> dict[str, Any]:
     changes = schemas.parse_update(decode_body(await request.body()))
+    who = caller_actor(request, api_key)
     updated = await state.db.write(
         lambda conn: templates_service.update_template(
             conn,
@@ -151,6 +154,7 @@ async def update_template(
             json_text=changes.json,
             subject=changes.subject,
             subject_given=changes.subject_given,
+            actor=who,
             now=utcnow(),
         )
     )
@@ -159,11 +163,18 @@ async def update_template(
 
 @delete("/templates/{slug:str}", status_code=200, responses=documented(200, MessageBody, errors=(404, 422)))
 async def delete_template(
-    state: State, api_key: CallerKey, slug: FromPath[str], project_id: FromQuery[str | None] = None
+    request: Request[Any, Any, State],
+    state: State,
+    api_key: CallerKey,
+    slug: FromPath[str],
+    project_id: FromQuery[str | None] = None,
 ) -> dict[str, Any]:
     project = schemas.query_integer("project_id", project_id)
+    who = caller_actor(request, api_key)
     await state.db.write(
-        lambda conn: templates_service.delete_template(conn, team_id=api_key.team_id, project_id=project, slug=slug)
+        lambda conn: templates_service.delete_template(
+            conn, team_id=api_key.team_id, project_id=project, slug=slug, actor=who, now=utcnow()
+        )
     )
     return {"message": "Template deleted successfully."}
 

@@ -28,6 +28,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, Row
 
+from postroom.audit.service import Actor
 from postroom.core.pagination import PageRequest
 from postroom.emails.validation import SendRequest
 from postroom.errors import NotFound, TemplateHtmlNotFound, TemplateNotFound, ValidationFailed
@@ -276,6 +277,7 @@ def create_template(
     project_id: int | None,
     folder_id: int | None,
     purpose: str | None,
+    actor: Actor,
     now: datetime,
 ) -> TemplateRecord:
     """A new template with version 1 active. Without ``folder_id`` it goes to the project's first folder of its
@@ -324,7 +326,28 @@ def create_template(
         tags=tags,
         now=now,
     )
-    return get_template(conn, team_id=team_id, project_id=project, slug=slug)
+    created = get_template(conn, team_id=team_id, project_id=project, slug=slug)
+    actor.record(
+        conn, team_id=team_id, action="template.created", target=_target(created), new=_audit_view(created), now=now
+    )
+    return created
+
+
+def _audit_view(record: TemplateRecord) -> dict[str, Any]:
+    """What the audit log keeps of a template: its identity, active version and subject, not its content."""
+    active = record.active
+    return {
+        "name": record.name,
+        "project_id": record.project_id,
+        "folder_id": record.folder_id,
+        "active_version": record.active_version,
+        "subject": active.subject if active else None,
+        "html_chars": len(active.html) if active and active.html else 0,
+    }
+
+
+def _target(record: TemplateRecord) -> str:
+    return f"template:{record.slug}"
 
 
 def get_template(conn: Connection, *, team_id: int, project_id: int | None, slug: str) -> TemplateRecord:
@@ -343,6 +366,7 @@ def update_template(
     json_text: str | None,
     subject: str | None,
     subject_given: bool,
+    actor: Actor,
     now: datetime,
 ) -> TemplateRecord:
     """Rename and/or add a new active version. Content not given is carried over from the active version: new
@@ -350,6 +374,7 @@ def update_template(
     it). The slug never changes."""
     project = resolve_project(conn, team_id=team_id, project_id=project_id)
     row = _template(conn, team_id, project, slug)
+    before = _full_record(conn, team_id, row)
     changes: dict[str, Any] = {}
     if name is not None:
         changes["name"] = name
@@ -378,14 +403,30 @@ def update_template(
     if changes:
         changes["updated_at"] = now
         queries.update_template(conn, team_id, row.id, changes)
-    return get_template(conn, team_id=team_id, project_id=project, slug=slug)
+    after = get_template(conn, team_id=team_id, project_id=project, slug=slug)
+    actor.record_change(
+        conn,
+        team_id=team_id,
+        action="template.updated",
+        target=_target(after),
+        old=_audit_view(before),
+        new=_audit_view(after),
+        now=now,
+    )
+    return after
 
 
-def delete_template(conn: Connection, *, team_id: int, project_id: int | None, slug: str) -> None:
+def delete_template(
+    conn: Connection, *, team_id: int, project_id: int | None, slug: str, actor: Actor, now: datetime
+) -> None:
     """The template and every version. Sends already accepted keep their own copy of the content."""
     project = resolve_project(conn, team_id=team_id, project_id=project_id)
     row = _template(conn, team_id, project, slug)
+    before = _full_record(conn, team_id, row)
     queries.delete_template(conn, team_id, row.id)
+    actor.record(
+        conn, team_id=team_id, action="template.deleted", target=_target(before), old=_audit_view(before), now=now
+    )
 
 
 @dataclass(frozen=True, slots=True)

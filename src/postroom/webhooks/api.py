@@ -21,7 +21,7 @@ from litestar import Request, Response, delete, get, post, route
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 
-from postroom.auth.guard import CallerKey
+from postroom.auth.guard import CallerKey, caller_actor
 from postroom.config import Settings
 from postroom.core.clock import utcnow
 from postroom.core.envelope import envelope
@@ -70,9 +70,10 @@ async def create_webhook(request: Request[Any, Any, State], state: State, api_ke
     settings: Settings = state.settings
     await _check_destination(settings, "url", data.target)
     await _check_token_url(settings, body)
+    who = caller_actor(request, api_key)
     row, secret = await state.db.write(
         lambda conn: service.create_webhook(
-            conn, team_id=api_key.team_id, data=data, server_secret=settings.server_secret, now=utcnow()
+            conn, team_id=api_key.team_id, data=data, server_secret=settings.server_secret, actor=who, now=utcnow()
         )
     )
     return envelope("Webhook created successfully.", {**webhook_body(row), "signing_secret": secret})
@@ -103,6 +104,7 @@ async def update_webhook(
     settings: Settings = state.settings
     await _check_destination(settings, "url", changes.target)
     await _check_token_url(settings, body)
+    who = caller_actor(request, api_key)
     row = await state.db.write(
         lambda conn: service.update_webhook(
             conn,
@@ -110,6 +112,7 @@ async def update_webhook(
             webhook_id=webhook_id,
             changes=changes,
             server_secret=settings.server_secret,
+            actor=who,
             now=utcnow(),
         )
     )
@@ -117,8 +120,15 @@ async def update_webhook(
 
 
 @delete("/webhooks/{webhook_id:str}", status_code=200, responses=documented(200, MessageBody, errors=(404,)))
-async def delete_webhook(state: State, api_key: CallerKey, webhook_id: FromPath[str]) -> dict[str, Any]:
-    await state.db.write(lambda conn: service.delete_webhook(conn, team_id=api_key.team_id, webhook_id=webhook_id))
+async def delete_webhook(
+    request: Request[Any, Any, State], state: State, api_key: CallerKey, webhook_id: FromPath[str]
+) -> dict[str, Any]:
+    who = caller_actor(request, api_key)
+    await state.db.write(
+        lambda conn: service.delete_webhook(
+            conn, team_id=api_key.team_id, webhook_id=webhook_id, actor=who, now=utcnow()
+        )
+    )
     return {"message": "Webhook deleted successfully."}
 
 
@@ -135,6 +145,7 @@ async def rotate_secret(
 ) -> dict[str, Any]:
     rotation = schemas.parse_rotation(decode_body(await request.body()))
     settings: Settings = state.settings
+    who = caller_actor(request, api_key)
     row, secret = await state.db.write(
         lambda conn: service.rotate_secret(
             conn,
@@ -143,6 +154,7 @@ async def rotate_secret(
             overlap=timedelta(hours=rotation.overlap_hours),
             force=rotation.force,
             server_secret=settings.server_secret,
+            actor=who,
             now=utcnow(),
         )
     )
@@ -154,9 +166,14 @@ async def rotate_secret(
     status_code=200,
     responses=documented(200, envelope_of(schemas.Webhook, "WebhookResponse"), errors=(404,)),
 )
-async def expire_previous_secret(state: State, api_key: CallerKey, webhook_id: FromPath[str]) -> dict[str, Any]:
+async def expire_previous_secret(
+    request: Request[Any, Any, State], state: State, api_key: CallerKey, webhook_id: FromPath[str]
+) -> dict[str, Any]:
+    who = caller_actor(request, api_key)
     row = await state.db.write(
-        lambda conn: service.expire_previous_secret(conn, team_id=api_key.team_id, webhook_id=webhook_id, now=utcnow())
+        lambda conn: service.expire_previous_secret(
+            conn, team_id=api_key.team_id, webhook_id=webhook_id, actor=who, now=utcnow()
+        )
     )
     return envelope("The previous signing secret no longer signs.", webhook_body(row))
 
@@ -193,11 +210,16 @@ async def list_deliveries(
     responses=documented(202, envelope_of(schemas.Delivery, "DeliveryResponse"), errors=(404, 409)),
 )
 async def replay_delivery(
-    state: State, api_key: CallerKey, webhook_id: FromPath[str], delivery_id: FromPath[str]
+    request: Request[Any, Any, State],
+    state: State,
+    api_key: CallerKey,
+    webhook_id: FromPath[str],
+    delivery_id: FromPath[str],
 ) -> Response[dict[str, Any]]:
+    who = caller_actor(request, api_key)
     batch = await state.db.write(
         lambda conn: service.replay_delivery(
-            conn, team_id=api_key.team_id, webhook_id=webhook_id, delivery_id=delivery_id, now=utcnow()
+            conn, team_id=api_key.team_id, webhook_id=webhook_id, delivery_id=delivery_id, actor=who, now=utcnow()
         )
     )
     state.wake_worker()

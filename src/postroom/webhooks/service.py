@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, Row
 
+from postroom.audit.service import Actor
 from postroom.core.crypto import SecretBox
 from postroom.core.ids import new_id
 from postroom.errors import (
@@ -44,6 +45,7 @@ from postroom.webhooks.schemas import (
     WebhookInput,
     canonical_for_type,
     complete_credentials,
+    webhook_body,
 )
 from postroom.webhooks.signing import new_secret
 from postroom.webhooks.ssrf import Target
@@ -105,6 +107,19 @@ def get_webhook(conn: Connection, *, team_id: int, webhook_id: str) -> Row[Any]:
     return row
 
 
+_AUDITED_FIELDS = ("name", "url", "enabled", "event_types", "auth_type", "has_auth_credentials")
+
+
+def _audit_view(row: Row[Any]) -> dict[str, Any]:
+    """What the audit log keeps of an endpoint: part of what the API shows, never a secret or credential value."""
+    body = webhook_body(row)
+    return {name: body[name] for name in _AUDITED_FIELDS}
+
+
+def _target(webhook_id: str) -> str:
+    return f"webhook:{webhook_id}"
+
+
 def _refuse_duplicate(conn: Connection, team_id: int, key: str, webhook_id: str | None = None) -> None:
     existing = queries.webhook_with_url_key(conn, team_id, key)
     if existing is not None and existing.id != webhook_id:
@@ -112,7 +127,7 @@ def _refuse_duplicate(conn: Connection, team_id: int, key: str, webhook_id: str 
 
 
 def create_webhook(
-    conn: Connection, *, team_id: int, data: WebhookInput, server_secret: bytes, now: datetime
+    conn: Connection, *, team_id: int, data: WebhookInput, server_secret: bytes, actor: Actor, now: datetime
 ) -> tuple[Row[Any], str]:
     """The new endpoint and its signing secret (returned this once); 409 when the team has the URL already."""
     key = url_key(data.target)
@@ -139,7 +154,11 @@ def create_webhook(
             "updated_at": now,
         },
     )
-    return get_webhook(conn, team_id=team_id, webhook_id=webhook_id), secret
+    row = get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
+    actor.record(
+        conn, team_id=team_id, action="webhook.created", target=_target(webhook_id), new=_audit_view(row), now=now
+    )
+    return row, secret
 
 
 def _stop_deliveries(conn: Connection, webhook_id: str, now: datetime, reason: str) -> None:
@@ -156,11 +175,16 @@ def update_webhook(
     webhook_id: str,
     changes: WebhookChanges,
     server_secret: bytes,
+    actor: Actor,
     now: datetime,
 ) -> Row[Any]:
-    """Apply a partial update; credentials given for the current ``auth_type`` are merged with the stored ones."""
+    """Apply a partial update; credentials given for the current ``auth_type`` are merged with the stored ones.
+
+    The audit entry says the credentials changed (``credentials_changed``), never what they are.
+    """
     row = get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
     values: dict[str, Any] = {}
+    credentials_changed = False
     if changes.name is not None:
         values["name"] = changes.name
     if changes.target is not None:
@@ -178,6 +202,8 @@ def update_webhook(
         credentials = complete_credentials(auth_type, {**stored, **given}, errors)
         if errors.errors:
             raise ValidationFailed(errors.errors)
+        # Compared in clear (a re-sealed copy of the same values differs byte for byte); only the fact is recorded.
+        credentials_changed = credentials != stored or (auth_type != row.auth_type and row.auth_credentials is not None)
         values["auth_type"] = auth_type
         values["auth_credentials"] = (
             credentials_box.seal(msgspec.json.encode(credentials).decode()) if credentials else None
@@ -193,13 +219,27 @@ def update_webhook(
             _stop_deliveries(conn, webhook_id, now, "The webhook was disabled.")
     values["updated_at"] = now
     queries.update_webhook(conn, team_id, webhook_id, values)
-    return get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
+    after = get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
+    actor.record_change(
+        conn,
+        team_id=team_id,
+        action="webhook.updated",
+        target=_target(webhook_id),
+        old={**_audit_view(row), "credentials_changed": False},
+        new={**_audit_view(after), "credentials_changed": credentials_changed},
+        now=now,
+    )
+    return after
 
 
-def delete_webhook(conn: Connection, *, team_id: int, webhook_id: str) -> None:
+def delete_webhook(conn: Connection, *, team_id: int, webhook_id: str, actor: Actor, now: datetime) -> None:
     """Delete the endpoint with its waiting events, batches and log; queued work items then find nothing."""
+    row = get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
     if not queries.delete_webhook(conn, team_id, webhook_id):
         raise WebhookNotFound()
+    actor.record(
+        conn, team_id=team_id, action="webhook.deleted", target=_target(webhook_id), old=_audit_view(row), now=now
+    )
 
 
 def rotate_secret(
@@ -210,6 +250,7 @@ def rotate_secret(
     overlap: timedelta,
     force: bool,
     server_secret: bytes,
+    actor: Actor,
     now: datetime,
 ) -> tuple[Row[Any], str]:
     """A new signing secret; the old one keeps signing (a second ``v1``) for ``overlap``.
@@ -238,12 +279,33 @@ def rotate_secret(
             "updated_at": now,
         },
     )
+    actor.record(
+        conn,
+        team_id=team_id,
+        action="webhook.secret_rotated",
+        target=_target(webhook_id),
+        new={
+            "previous_secret_signs_until": (now + overlap).isoformat() if keep_previous else None,
+            "forced": force,
+        },
+        now=now,
+    )
     return get_webhook(conn, team_id=team_id, webhook_id=webhook_id), secret
 
 
-def expire_previous_secret(conn: Connection, *, team_id: int, webhook_id: str, now: datetime) -> Row[Any]:
+def expire_previous_secret(conn: Connection, *, team_id: int, webhook_id: str, actor: Actor, now: datetime) -> Row[Any]:
     """End a rotation's overlap now: only the current secret signs from the next delivery on."""
-    get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
+    row = get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
+    expires = row.previous_secret_expires_at
+    actor.record(
+        conn,
+        team_id=team_id,
+        action="webhook.previous_secret_expired",
+        target=_target(webhook_id),
+        old={"previous_secret_signs_until": expires.isoformat() if expires else None},
+        new={"previous_secret_signs_until": None},
+        now=now,
+    )
     queries.update_webhook(
         conn,
         team_id,
@@ -271,7 +333,9 @@ def list_deliveries(
     return batches, attempts, total
 
 
-def replay_delivery(conn: Connection, *, team_id: int, webhook_id: str, delivery_id: str, now: datetime) -> Row[Any]:
+def replay_delivery(
+    conn: Connection, *, team_id: int, webhook_id: str, delivery_id: str, actor: Actor, now: datetime
+) -> Row[Any]:
     """Send a batch once more, now, with the same body and batch id and a fresh signature."""
     webhook = get_webhook(conn, team_id=team_id, webhook_id=webhook_id)
     batch = queries.batch_in_team(conn, team_id, webhook_id, delivery_id)
@@ -280,6 +344,14 @@ def replay_delivery(conn: Connection, *, team_id: int, webhook_id: str, delivery
     if not webhook.enabled:
         raise WebhookConflict("The webhook is disabled; enable it before replaying a delivery.")
     enqueue(conn, kind=WorkKind.WEBHOOK, ref=f"{REPLAY}|{batch.id}", run_at=now, now=now)
+    actor.record(
+        conn,
+        team_id=team_id,
+        action="webhook.delivery_replayed",
+        target=f"webhook_delivery:{batch.id}",
+        new={"webhook": webhook_id, "status": batch.status},
+        now=now,
+    )
     return batch
 
 

@@ -50,7 +50,13 @@ async def change_password(request: Request[Any, Any, Any]) -> Response[Any]:
     ip = page_state(request).client_ip
     wait = await db.read(lambda conn: accounts.sign_in_wait(conn, email=user.email, ip=ip, now=now))
     if wait or not (await verify_password_async(user.password_hash, form.get("current_password", ""))).ok:
-        await db.write(lambda conn: accounts.record_attempt(conn, email=user.email, ip=ip, outcome="failure", now=now))
+        who = actor(request)
+        await db.write(
+            lambda conn: accounts.record_failed_reauthentication(
+                conn, session=session, actor=who, method="password", outcome="failure", why="Changing the password",
+                now=now,
+            )
+        )  # fmt: skip
         return await _account_page(request, status=422, password_errors=["Your current password is not correct."])
     new = form.get("new_password", "")
     problems = password_problems(new, email=user.email)
@@ -74,7 +80,9 @@ async def _setup_page(request: Request[Any, Any, Any], *, status: int = 200, err
     if user.totp_enabled:
         return redirect(request, "/account")
     pending = None
-    if user.totp_secret:
+    # An unconfirmed seed is shown only to a session that proved the password in the last few minutes: a session
+    # left open elsewhere must not be able to read (and enrol) someone's half-finished set-up.
+    if user.totp_secret and session.fresh(utcnow()):
         secret = seed_box(request).open(user.totp_secret)
         uri = totp.provisioning_uri(secret, user.email)
         pending = {"secret": secret, "qr": totp.qr_svg(uri), "uri": uri}
@@ -99,8 +107,7 @@ async def totp_setup_page(request: Request[Any, Any, Any]) -> Response[Any]:
 async def totp_start(request: Request[Any, Any, Any]) -> Response[Any]:
     session = page_state(request).session
     assert session is not None
-    if session.stage == "full":
-        await require_fresh(request, await form_data(request), why="Setting up two-factor authentication")
+    await require_fresh(request, await form_data(request), why="Setting up two-factor authentication")
     sealed = seed_box(request).seal(totp.new_secret())
     now = utcnow()
     await db_of(request).write(
@@ -118,6 +125,7 @@ async def totp_confirm(request: Request[Any, Any, Any]) -> Response[Any]:
     user = await db.read(lambda conn: accounts.get_user(conn, user_id=session.user_id))
     if user.totp_enabled or not user.totp_secret:
         return redirect(request, "/account/2fa")
+    await require_fresh(request, form, why="Turning on two-factor authentication")
     secret = seed_box(request).open(user.totp_secret)
     now = utcnow()
     step = totp.matching_step(secret, form.get("code", ""), now=now, last_step=user.totp_last_step)

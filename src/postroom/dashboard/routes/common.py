@@ -39,8 +39,12 @@ def seed_box(request: Request[Any, Any, Any]) -> SecretBox:
 
 
 async def check_code(request: Request[Any, Any, Any], user: accounts.User, code: str) -> bool:
-    """Whether ``code`` is the user's current TOTP code, spending its step so it cannot be used again."""
-    if not user.totp_secret:
+    """Whether ``code`` is the user's current TOTP code, spending its step so it cannot be used again.
+
+    Only a confirmed second factor counts: the seed of a set-up that was started and never confirmed proves nothing
+    (whoever saw the set-up page could have it).
+    """
+    if not user.totp_enabled or not user.totp_secret:
         return False
     secret = seed_box(request).open(user.totp_secret)
     step = totp.matching_step(secret, code, now=utcnow(), last_step=user.totp_last_step)
@@ -74,6 +78,10 @@ async def require_fresh(request: Request[Any, Any, Any], form: dict[str, str], *
         ok = wait == 0 and await check_code(request, user, code)
         method, outcome = "totp", "code_failure"
     if not ok:
-        await db.write(lambda conn: accounts.record_attempt(conn, email=user.email, ip=ip, outcome=outcome, now=now))
+        await db.write(
+            lambda conn: accounts.record_failed_reauthentication(
+                conn, session=session, actor=who, method=method, outcome=outcome, why=why, now=now
+            )
+        )
         raise ReauthRequired(form, "That did not match (or there were too many attempts). Try again.")
     await db.write(lambda conn: accounts.mark_reauthenticated(conn, session=session, actor=who, method=method, now=now))

@@ -56,8 +56,7 @@ async def save_template(request: Request[Any, Any, Any], slug: FromPath[str]) ->
     subject = form.get("subject", "").strip() or None
 
     def save(conn: Any) -> None:
-        before = templates_service.get_template(conn, team_id=session.team_id, project_id=None, slug=slug)
-        after = templates_service.update_template(
+        templates_service.update_template(
             conn,
             team_id=session.team_id,
             slug=slug,
@@ -67,15 +66,7 @@ async def save_template(request: Request[Any, Any, Any], slug: FromPath[str]) ->
             json_text=None,
             subject=subject,
             subject_given=True,
-            now=now,
-        )
-        who.record(
-            conn,
-            team_id=session.team_id,
-            action="template.updated",
-            target=f"template:{slug}",
-            old={"version": before.active_version},
-            new={"version": after.active_version},
+            actor=who,
             now=now,
         )
 
@@ -120,20 +111,11 @@ async def replay_delivery(
     who = actor(request)
     now = utcnow()
 
-    def replay(conn: Any) -> None:
-        webhooks_service.replay_delivery(
-            conn, team_id=session.team_id, webhook_id=webhook_id, delivery_id=delivery_id, now=now
+    await db_of(request).write(
+        lambda conn: webhooks_service.replay_delivery(
+            conn, team_id=session.team_id, webhook_id=webhook_id, delivery_id=delivery_id, actor=who, now=now
         )
-        who.record(
-            conn,
-            team_id=session.team_id,
-            action="webhook.delivery_replayed",
-            target=f"webhook:{webhook_id}",
-            new={"delivery": delivery_id},
-            now=now,
-        )
-
-    await db_of(request).write(replay)
+    )
     return redirect(request, f"/webhooks/{webhook_id}", notice="delivery-replayed")
 
 

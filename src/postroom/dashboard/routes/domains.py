@@ -83,15 +83,7 @@ async def add_domain(request: Request[Any, Any, Any]) -> Response[Any]:
         extra["settings"] = settings_of(request)
 
     def add(conn: Any) -> None:
-        domain = domains_service.add_domain(conn, team_id=session.team_id, name=name, approve=False, now=now, **extra)
-        who.record(
-            conn,
-            team_id=session.team_id,
-            action="domain.added",
-            target=f"domain:{domain.domain}",
-            new={"status": domain.status},
-            now=now,
-        )
+        domains_service.add_domain(conn, team_id=session.team_id, name=name, approve=False, actor=who, now=now, **extra)
 
     try:
         await db_of(request).write(add)
@@ -107,23 +99,7 @@ async def verify_domain(request: Request[Any, Any, Any], name: FromPath[str]) ->
     if checker is None:
         raise PageRefused("Domain verification is not available in this version.", status=501)
     domain_name = domains_service.normalise_domain(name)
-    before = await db_of(request).read(
-        lambda conn: domains_service.get_domain(conn, team_id=session.team_id, name=domain_name)
-    )
-    checked, _ = await checker.verify(team_id=session.team_id, name=domain_name)
-    who = actor(request)
-    now = utcnow()
-    await db_of(request).write(
-        lambda conn: who.record(
-            conn,
-            team_id=session.team_id,
-            action="domain.verified",
-            target=f"domain:{domain_name}",
-            old={"status": before.status},
-            new={"status": checked.status},
-            now=now,
-        )
-    )
+    await checker.verify(team_id=session.team_id, name=domain_name, actor=actor(request))
     return redirect(request, "/domains", notice="domain-checked")
 
 

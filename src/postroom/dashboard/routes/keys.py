@@ -2,8 +2,9 @@
 
 Every change goes through ``postroom.apikeys.service``, the same functions the command line uses, and the API guard
 reads the key row on every request, so a change made here applies to the key's very next request. Creating a Full
-Access key, upgrading one to Full Access and removing an allowlist (allowing every address) need a proof of
-identity from the last 5 minutes.
+Access key, rotating one (a new Full Access secret), upgrading a key to Full Access, and widening an allowlist to
+every address (clearing it, or adding a ``/0`` range) need a proof of identity from the last 5 minutes. An allowlist
+whose entries parse to nothing (``","``) is refused rather than stored as "any address".
 """
 
 from __future__ import annotations
@@ -38,16 +39,6 @@ def _expires_in_days(text: str) -> int | None:
     if not text.isdigit():
         raise ValidationFailed({"expires_in_days": ["The expiry must be a whole number of days."]})
     return int(text)
-
-
-def _key_audit(record: ApiKeyRecord) -> dict[str, Any]:
-    """What the audit log keeps of a key: never the secret, only what the list shows."""
-    return {
-        "name": record.name,
-        "permission": record.permission.value,
-        "allowed_ips": record.allowed_ips,
-        "prefix": record.display_prefix,
-    }
 
 
 async def _list_page(
@@ -107,14 +98,7 @@ async def create_key(request: Request[Any, Any, Any]) -> Response[Any]:
             allowed_ips=values["allowed_ips"] or None,
             expires_at=None,
             created_by=session.email,
-            now=now,
-        )
-        who.record(
-            conn,
-            team_id=session.team_id,
-            action="api_key.created",
-            target=f"api_key:{created.record.id}",
-            new=_key_audit(created.record),
+            actor=who,
             now=now,
         )
         return created
@@ -141,7 +125,10 @@ async def update_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> 
     current = await db.read(lambda conn: keys_service.get_key(conn, key_id=key_id, team_id=session.team_id))
     name, permission, allowed_ips = form.get("name", ""), form.get("permission", ""), form.get("allowed_ips", "")
     upgrading = permission == Permission.FULL.value and current.permission != Permission.FULL
-    opening = bool(current.allowed_ips) and not allowed_ips.strip()
+    cleared = bool(current.allowed_ips) and not allowed_ips.strip()
+    opening = cleared or (
+        keys_service.opens_every_address(allowed_ips) and not keys_service.opens_every_address(current.allowed_ips)
+    )
     if upgrading or opening:
         await require_fresh(
             request,
@@ -152,28 +139,16 @@ async def update_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> 
     now = utcnow()
 
     def update(conn: Any) -> None:
-        before = keys_service.get_key(conn, key_id=key_id, team_id=session.team_id)
-        after = keys_service.update_key(
+        keys_service.update_key(
             conn,
             key_id=key_id,
             team_id=session.team_id,
+            actor=who,
             now=now,
             name=name,
             permission=permission or UNCHANGED,
             allowed_ips=allowed_ips.strip() or None,
         )
-        old, new = _key_audit(before), _key_audit(after)
-        changed = [field for field in old if old[field] != new[field]]
-        if changed:
-            who.record(
-                conn,
-                team_id=session.team_id,
-                action="api_key.updated",
-                target=f"api_key:{key_id}",
-                old={f: old[f] for f in changed},
-                new={f: new[f] for f in changed},
-                now=now,
-            )
 
     try:
         await db.write(update)
@@ -199,35 +174,24 @@ async def rotate_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> 
     grace = ROTATION_GRACE_CHOICES.get(form.get("grace_hours", "24"))
     if grace is None:
         raise ValidationFailed({"grace_hours": ["Choose now, 1 hour, 24 hours or 7 days."]})
+    current = await db_of(request).read(lambda conn: keys_service.get_key(conn, key_id=key_id, team_id=session.team_id))
+    if current.permission == Permission.FULL:
+        await require_fresh(request, form, why="Rotating a Full Access key (a new Full Access secret)")
     expires_in_days = _expires_in_days(form.get("expires_in_days", ""))
     who = actor(request)
     now = utcnow()
 
     def rotate(conn: Any) -> tuple[CreatedKey, ApiKeyRecord]:
-        created, old = keys_service.rotate_key(
+        return keys_service.rotate_key(
             conn,
             key_id=key_id,
             team_id=session.team_id,
             grace=grace,
             created_by=session.email,
+            actor=who,
             now=now,
             expires_in_days=expires_in_days,
         )
-        who.record(
-            conn,
-            team_id=session.team_id,
-            action="api_key.rotated",
-            target=f"api_key:{key_id}",
-            old={"prefix": old.display_prefix},
-            new={
-                "successor": created.record.id,
-                "prefix": created.record.display_prefix,
-                "old_key_expires_at": old.expires_at.isoformat() if old.expires_at else None,
-                "expires_at": created.record.expires_at.isoformat() if created.record.expires_at else None,
-            },
-            now=now,
-        )
-        return created, old
 
     created, old = await db_of(request).write(rotate)
     return render(request, "key_created.html", created=created, rotated_from=old)
@@ -239,22 +203,9 @@ async def revoke_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> 
     who = actor(request)
     now = utcnow()
 
-    def revoke(conn: Any) -> None:
-        before = keys_service.get_key(conn, key_id=key_id, team_id=session.team_id)
-        if before.revoked_at is not None:
-            return
-        after = keys_service.revoke_key(conn, key_id=key_id, team_id=session.team_id, now=now)
-        who.record(
-            conn,
-            team_id=session.team_id,
-            action="api_key.revoked",
-            target=f"api_key:{key_id}",
-            old={"status": before.status(now)},
-            new={"status": after.status(now), "prefix": after.display_prefix},
-            now=now,
-        )
-
-    await db_of(request).write(revoke)
+    await db_of(request).write(
+        lambda conn: keys_service.revoke_key(conn, key_id=key_id, team_id=session.team_id, actor=who, now=now)
+    )
     return redirect(request, "/settings/api-keys", notice="key-revoked")
 
 
