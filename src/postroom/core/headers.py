@@ -48,8 +48,9 @@ def fold(name: str, value: str) -> str | None:
     CRLF) gives back exactly ``Name: value``. ``value`` is ASCII (non-ASCII values are encoded words first)."""
     lines: list[str] = []
     line = ""
-    for word in _WORDS.findall(f"{name}: {value}"):
-        if line and len(line) + len(word) > FOLD_WIDTH and word[0] in " \t" and word.strip():
+    for number, word in enumerate(_WORDS.findall(f"{name}: {value}")):
+        # Never between the name and the first word: a parser would take the fold's whitespace into the value.
+        if number > 1 and len(line) + len(word) > FOLD_WIDTH and word[0] in " \t" and word.strip():
             lines.append(line)
             line = word
         else:

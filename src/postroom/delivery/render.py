@@ -6,11 +6,11 @@ stored message, so a retry (or a duplicate after a crash) carries the same Messa
 
 The message is written out directly rather than through ``email``'s message classes and generator, which
 re-parse and re-fold every header (over 200 µs a message, as much as the DKIM signature). The shape is the one
-they produce: text parts in UTF-8, ``7bit`` when ASCII with lines of at most 998 characters and
+they produce: text parts in UTF-8, ``7bit`` when ASCII with lines of at most 78 characters and
 quoted-printable otherwise (as mail clients and spam filters expect of text; attachments are base64),
 ``multipart/alternative`` for several parts, inside ``multipart/mixed`` when there are attachments; non-ASCII
 header values as RFC 2047 encoded words, attachment names in RFC 2231 form; CRLF line endings, headers folded at
-whitespace to 78 characters where they allow it and never over 998. A send without ``to`` (Bcc-only mail
+whitespace to 78 characters where they allow it and never over 998, and no other line over 78. A send without ``to`` (Bcc-only mail
 submitted over SMTP) says ``To: undisclosed-recipients:;``.
 """
 
@@ -22,7 +22,7 @@ import secrets
 from datetime import datetime
 from email.utils import encode_rfc2231, format_datetime, formataddr
 
-from postroom.core.headers import MAX_LINE, fold
+from postroom.core.headers import FOLD_WIDTH, fold
 from postroom.emails.validation import SendRequest
 
 CRLF = "\r\n"
@@ -91,17 +91,15 @@ def _boundary() -> str:
 
 def _text_part(content: str, subtype: str) -> str:
     """A text part with CRLF line endings (the canonical form of text), 7bit when it is ASCII in lines of at most
-    998 characters, quoted-printable otherwise."""
+    78 characters, quoted-printable (lines of at most 76) otherwise."""
     lines = content.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if content.isascii() and all(len(line) <= MAX_LINE for line in lines):
+    if content.isascii() and all(len(line) <= FOLD_WIDTH for line in lines):
         encoding, body = "7bit", CRLF.join(lines)
     else:
         encoded = quopri.encodestring("\n".join(lines).encode("utf-8")).decode("ascii")
         encoding, body = "quoted-printable", encoded.replace("\n", CRLF)
     return (
-        f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}Content-Transfer-Encoding: {encoding}{CRLF}{CRLF}'
-        + body
-        + ("" if body.endswith(CRLF) else CRLF)
+        f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}Content-Transfer-Encoding: {encoding}{CRLF}{CRLF}' + body
     )
 
 
