@@ -32,9 +32,7 @@ def _send(target: SecurityTarget, **fields: Any) -> httpx.Response:
 
 
 def _api(target: SecurityTarget, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    return httpx.request(
-        method, target.server.api_url + path, headers=bearer(target.a.full_key), timeout=30, **kwargs
-    )
+    return httpx.request(method, target.server.api_url + path, headers=bearer(target.a.full_key), timeout=30, **kwargs)
 
 
 def _fields(control: str) -> list[tuple[dict[str, Any], str]]:

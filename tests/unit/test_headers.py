@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from postroom.core.headers import MAX_LINE, fold, header_line_problem, unsafe_character
 
-CONTROLS = [chr(c) for c in [*range(0x00, 0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]]
+CONTROLS = [chr(c) for c in [*range(0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]]
 
 
 @pytest.mark.parametrize("control", CONTROLS, ids=[f"U+{ord(c):04X}" for c in CONTROLS])

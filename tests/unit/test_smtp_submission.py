@@ -134,8 +134,9 @@ def _word(text: str) -> str:
 )
 @pytest.mark.parametrize("control", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\r\nBcc: x@evil.test"])
 def test_an_encoded_word_that_decodes_to_a_control_character_is_refused(header: str, field: str, control: str) -> None:
+    """The control character at the end: it must not be trimmed away as if it were whitespace."""
     raw = (
-        f"From: n@sender.test\r\nTo: x@example.test\r\n{header}: {_word('a' + control + 'b')}\r\n"
+        f"From: n@sender.test\r\nTo: x@example.test\r\n{header}: {_word('a' + control)}\r\n"
         + ("" if header == "Subject" else "Subject: s\r\n")
         + "\r\nhello\r\n"
     ).encode()
@@ -175,6 +176,17 @@ def test_an_attachment_keeps_its_content_type_parameters() -> None:
         "attachments"
     ][0]
     assert attachment["type"] == "text/plain; charset=iso-8859-1; format=flowed; name*=utf-8''Gr%C3%BC%C3%9Fe.txt"
-    assert parse_send_request(
-        {"from": "n@sender.test", "to": ["x@example.test"], "subject": "s", "text": "x", "attachments": [attachment]}
-    ).attachments[0].type == attachment["type"]
+    assert (
+        parse_send_request(
+            {
+                "from": "n@sender.test",
+                "to": ["x@example.test"],
+                "subject": "s",
+                "text": "x",
+                "attachments": [attachment],
+            }
+        )
+        .attachments[0]
+        .type
+        == attachment["type"]
+    )

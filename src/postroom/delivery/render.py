@@ -10,8 +10,8 @@ they produce: text parts in UTF-8, ``7bit`` when ASCII with lines of at most 78 
 quoted-printable otherwise (as mail clients and spam filters expect of text; attachments are base64),
 ``multipart/alternative`` for several parts, inside ``multipart/mixed`` when there are attachments; non-ASCII
 header values as RFC 2047 encoded words, attachment names in RFC 2231 form; CRLF line endings, headers folded at
-whitespace to 78 characters where they allow it and never over 998, and no other line over 78. A send without ``to`` (Bcc-only mail
-submitted over SMTP) says ``To: undisclosed-recipients:;``.
+whitespace to 78 characters where they allow it and never over 998, and no other line over 78. A send without
+``to`` (Bcc-only mail submitted over SMTP) says ``To: undisclosed-recipients:;``.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def _single_address(message: EmailMessage, name: str, field: str) -> Address | N
 def _header_text(value: Any) -> str:
     """A header's decoded value: the parser has unfolded it (removed the CRLF of each fold); a CR or LF still in
     it came from an encoded word and is left for validation to refuse."""
-    return str(value).strip()
+    return str(value).strip(" \t")  # str.strip() would also drop controls such as VT and RS at either end
 
 
 def _parameter(name: str, value: str) -> str:
