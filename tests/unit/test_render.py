@@ -66,7 +66,7 @@ def test_text_and_html_are_alternatives_in_order_and_bcc_is_not_listed() -> None
     assert message.get_content_type() == "multipart/alternative"
     parts = list(message.iter_parts())
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
-    assert parts[0].get_content() == request.text.replace("\n", "\r\n")  # text travels with CRLF line ends
+    assert parts[0].get_content() == (request.text or "").replace("\n", "\r\n")  # text travels with CRLF ends
     assert parts[1].get_content() == "<p>HTML body</p>"
 
 

@@ -8,6 +8,7 @@ import ssl
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 
@@ -32,13 +33,18 @@ def _handshake(server: ssl.SSLContext, trusted: Path) -> str:
     thread = threading.Thread(target=serve)
     thread.start()
     client = ssl.create_default_context(cafile=str(trusted))
-    with socket.create_connection(("127.0.0.1", port)) as raw, client.wrap_socket(raw, server_hostname="localhost") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        client.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
         peer = tls.getpeercert()
         tls.sendall(b"x")
     thread.join(timeout=10)
     listener.close()
     assert not errors, errors
-    return dict(item[0] for item in peer["subject"])["commonName"]
+    assert peer is not None
+    subject: Any = peer["subject"]
+    return str(dict(item[0] for item in subject)["commonName"])
 
 
 def test_the_certificate_file_holds_no_key_and_the_key_file_is_private(tmp_path: Path) -> None:
