@@ -8,14 +8,13 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
-import subprocess
 import time
 from email.message import EmailMessage
 
 import pytest
 
 from postroom.domains.service import SendingDomain
-from tests.e2e.test_smtp_relay import Relay, compose, dkim_verifies, key, relay, submit, swaks
+from tests.e2e.test_smtp_relay import Relay, compose, dkim_verifies, key, relay, run_swaks, submit, swaks
 from tests.support.smtp_sink import ReceivedMessage, SmtpSink
 
 __all__ = ["key", "relay"]  # the relay server and key fixtures of test_smtp_relay, used here too
@@ -115,18 +114,8 @@ def test_bcc_only_mail_to_several_recipients_is_delivered_without_revealing_them
 
 @swaks
 def test_swaks_bcc_only_mail_is_delivered(relay: Relay, key: str, sink: SmtpSink) -> None:
-    result = subprocess.run(  # noqa: S603
-        [
-            "swaks", "--server", f"127.0.0.1:{relay.submission}", "--tls", "--auth", "LOGIN", "--auth-user", "lettr",
-            "--auth-password", key, "--from", "news@sender.test", "--to", "s1@example.test,s2@example.test",
-            "--header", "Subject: swaks-bcc-only", "--header", "To: undisclosed-recipients:;",
-            "--body", "Bcc only.", "--timeout", "20",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )  # fmt: skip
+    headers = ("Subject: swaks-bcc-only", "To: undisclosed-recipients:;")
+    result = run_swaks(relay, key, "s1@example.test,s2@example.test", "--tls", port=relay.submission, headers=headers)
     assert result.returncode == 0, result.stdout + result.stderr
     delivered = arrived(sink, "swaks-bcc-only", count=2)
     assert all(parsed(m)["To"] == "undisclosed-recipients:;" for m in delivered)

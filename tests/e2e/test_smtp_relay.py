@@ -243,11 +243,14 @@ swaks = pytest.mark.skipif(
 )
 
 
-def run_swaks(relay: Relay, key: str, to: str, *tls: str, port: int) -> subprocess.CompletedProcess[str]:
+def run_swaks(
+    relay: Relay, key: str, to: str, *tls: str, port: int, headers: tuple[str, ...] = ("Subject: via swaks",)
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603
         [
             "swaks", "--server", f"127.0.0.1:{port}", *tls, "--auth", "LOGIN", "--auth-user", "lettr",
-            "--auth-password", key, "--from", "news@sender.test", "--to", to, "--header", "Subject: via swaks",
+            "--auth-password", key, "--from", "news@sender.test", "--to", to,
+            *(arg for header in headers for arg in ("--header", header)),
             "--body", "Sent with swaks.", "--timeout", "20",
         ],
         capture_output=True,

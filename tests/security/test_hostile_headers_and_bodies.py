@@ -13,12 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from postroom.auth.scopes import ROUTE_SCOPES
 from tests.conftest import bearer
 from tests.security.conftest import SecurityTarget
+from tests.security.test_hostile_input import _fuzz_route
 from tests.support.smtp_sink import SmtpSink
 
 # Every C0 control but TAB (CR, LF and NUL were refused before; the rest were not), DEL, C1, and U+2028/2029.
@@ -235,27 +235,6 @@ SWEEP_EXAMPLES = 25
 """Per route: with 12 routes, 300 requests per engine."""
 
 
-def _sweep_route(http: httpx.Client, target: SecurityTarget, method: str, path: str) -> None:
-    @given(body=BODY_BYTES)
-    @settings(
-        max_examples=SWEEP_EXAMPLES,
-        deadline=None,
-        derandomize=True,  # the same examples on every run, so CI is stable and a failure reproduces
-        suppress_health_check=list(HealthCheck),
-        database=None,
-    )
-    def sweep(body: bytes) -> None:
-        response = http.request(
-            method,
-            target.server.base_url + path,
-            content=body,
-            headers={**bearer(target.a.full_key), "Content-Type": "application/json"},
-        )
-        assert response.status_code < 500, f"{method} {path} {body[:200]!r} -> {response.text[:300]}"
-
-    sweep()
-
-
 def test_arbitrary_bytes_on_every_json_route_never_get_a_server_error(
     target: SecurityTarget, json_routes: list[tuple[str, str, str]]
 ) -> None:
@@ -263,7 +242,7 @@ def test_arbitrary_bytes_on_every_json_route_never_get_a_server_error(
     with httpx.Client(timeout=30) as http:
         for method, _, path in json_routes:
             try:
-                _sweep_route(http, target, method, path)
+                _fuzz_route(http, target, method, path, BODY_BYTES, SWEEP_EXAMPLES)
             except AssertionError as exc:
                 failures.append(str(exc)[:1000])
     assert not failures, "\n".join(failures)
