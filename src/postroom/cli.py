@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from postroom.apikeys.service import UNCHANGED, ApiKeyRecord
 from postroom.audit.service import Actor
 from postroom.config import ConfigError, Settings, load_settings
 from postroom.core.clock import iso_resource, utcnow
+from postroom.core.ids import MAX_ROW_ID
 from postroom.db.engine import Database, open_database
 from postroom.errors import NotFound, PostroomError, ValidationFailed
 from postroom.teams import service as teams_service
@@ -32,6 +34,28 @@ from postroom.teams import service as teams_service
 
 class UsageError(Exception):
     """Bad input on the command line (exit status 2)."""
+
+
+def _number(kind: type[int] | type[float], minimum: int, maximum: int) -> Callable[[str], float]:
+    """An argparse ``type`` for a number in [minimum, maximum]: anything else (not a number, nan, inf, out of
+    range) is a usage error naming the option, in one line."""
+    noun = "a whole number" if kind is int else "a number"
+    expected = f"must be {noun} from {minimum} to {maximum}"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{expected}, got {text!r}") from None
+        if not math.isfinite(value) or not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"{expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+_PORT = _number(int, 1, 65535)
+_TEAM = _number(int, 1, MAX_ROW_ID)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -726,15 +750,18 @@ def _build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", parents=[common], help="run the API, dashboard and worker")
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="port to listen on (default 8025)")
+    serve.add_argument("--port", type=_PORT, default=None, help="port to listen on (default 8025)")
     serve.add_argument("--no-smtp", action="store_true", help="run without the SMTP listeners")
     smtp = commands.add_parser("smtp", parents=[common], help="run the SMTP submission and bounce listeners only")
     smtp.add_argument("--host", dest="smtp_host", default=None, help="address to listen on (POSTROOM_SMTP_HOST)")
     api = commands.add_parser("api", parents=[common], help="run the API only (scale-out: workers run apart)")
     api.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
-    api.add_argument("--port", type=int, default=None, help="port to listen on (default 8025)")
+    api.add_argument("--port", type=_PORT, default=None, help="port to listen on (default 8025)")
     api.add_argument(
-        "--processes", type=int, default=None, help="processes answering on the port, about one per core (default 1)"
+        "--processes",
+        type=_number(int, 1, 64),
+        default=None,
+        help="processes answering on the port, about one per core (default 1)",
     )
     commands.add_parser("migrate", parents=[common], help="bring the database schema up to date")
     commands.add_parser("worker", parents=[common], help="deliver queued mail (as many processes as you like)")
@@ -744,13 +771,13 @@ def _build_parser() -> argparse.ArgumentParser:
     add_domain = domain_commands.add_parser("add", parents=[common], help="register a sending domain")
     add_domain.add_argument("domain")
     add_domain.add_argument("--approve", action="store_true", help="approve it for sending at once")
-    add_domain.add_argument("--team", type=int, default=None)
+    add_domain.add_argument("--team", type=_TEAM, default=None)
     add_domain.add_argument("--json", action="store_true")
     approve_domain = domain_commands.add_parser("approve", parents=[common], help="approve a domain for sending")
     approve_domain.add_argument("domain")
-    approve_domain.add_argument("--team", type=int, default=None)
+    approve_domain.add_argument("--team", type=_TEAM, default=None)
     list_domains = domain_commands.add_parser("list", parents=[common], help="list sending domains")
-    list_domains.add_argument("--team", type=int, default=None)
+    list_domains.add_argument("--team", type=_TEAM, default=None)
     list_domains.add_argument("--json", action="store_true")
     for name, text in (
         ("verify", "check the domain's DNS records now (approves it once DKIM verifies)"),
@@ -759,22 +786,22 @@ def _build_parser() -> argparse.ArgumentParser:
     ):
         sub = domain_commands.add_parser(name, parents=[common], help=text)
         sub.add_argument("domain")
-        sub.add_argument("--team", type=int, default=None)
+        sub.add_argument("--team", type=_TEAM, default=None)
 
     suppressions = commands.add_parser("suppressions", parents=[common], help="the suppression list")
     suppression_commands = suppressions.add_subparsers(dest="suppressions_command", required=True, parser_class=_Parser)
     list_suppressions = suppression_commands.add_parser("list", parents=[common], help="list suppressed addresses")
-    list_suppressions.add_argument("--team", type=int, default=None)
+    list_suppressions.add_argument("--team", type=_TEAM, default=None)
     list_suppressions.add_argument("--json", action="store_true")
     remove_suppression = suppression_commands.add_parser("remove", parents=[common], help="allow an address again")
     remove_suppression.add_argument("email")
-    remove_suppression.add_argument("--team", type=int, default=None)
+    remove_suppression.add_argument("--team", type=_TEAM, default=None)
 
     send_test = commands.add_parser("send-test", parents=[common], help="queue one test message")
     send_test.add_argument("--from", dest="sender", required=True, help="an address at an approved domain")
     send_test.add_argument("--to", required=True)
     send_test.add_argument("--subject", default="Postroom test message")
-    send_test.add_argument("--team", type=int, default=None)
+    send_test.add_argument("--team", type=_TEAM, default=None)
 
     keys = commands.add_parser("keys", parents=[common], help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, parser_class=_Parser)
@@ -783,8 +810,8 @@ def _build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--permission", choices=["full", "sending"], default="full")
     create.add_argument("--allowed-ips", default=None, help='e.g. "203.0.113.50, 198.51.100.0/24"')
-    create.add_argument("--expires-in-days", type=int, default=None)
-    create.add_argument("--team", type=int, default=None, help="team id (default: the default team)")
+    create.add_argument("--expires-in-days", type=_number(int, 1, keys_service.MAX_EXPIRY_DAYS), default=None)
+    create.add_argument("--team", type=_TEAM, default=None, help="team id (default: the default team)")
     create.add_argument("--json", action="store_true")
 
     update = key_commands.add_parser("update", parents=[common], help="change name, permission or allowlist")
@@ -801,7 +828,10 @@ def _build_parser() -> argparse.ArgumentParser:
     rotate = key_commands.add_parser("rotate", parents=[common], help="issue a successor key")
     rotate.add_argument("id")
     rotate.add_argument(
-        "--grace-hours", type=float, default=24.0, help="how long the old key keeps working (default 24)"
+        "--grace-hours",
+        type=_number(float, 0, 720),
+        default=24.0,
+        help="how long the old key keeps working (default 24)",
     )
     rotate.add_argument(
         "--expires-in-days", type=int, default=None, help="the new key's lifetime (default: the old key's expiry)"
@@ -809,7 +839,7 @@ def _build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("--json", action="store_true")
 
     listing = key_commands.add_parser("list", parents=[common], help="list keys (never their secrets)")
-    listing.add_argument("--team", type=int, default=None)
+    listing.add_argument("--team", type=_TEAM, default=None)
     listing.add_argument("--json", action="store_true")
 
     audit_log = commands.add_parser("audit", parents=[common], help="the audit log of every change")
@@ -827,7 +857,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "create-admin", parents=[common], help="print a one-time setup link that makes EMAIL a team owner"
     )
     create_admin.add_argument("email")
-    create_admin.add_argument("--team", type=int, default=None, help="team id (default: the default team)")
+    create_admin.add_argument("--team", type=_TEAM, default=None, help="team id (default: the default team)")
     create_admin.add_argument(
         "--base-url", default=None, help="the dashboard's public URL, e.g. https://postroom.example.com"
     )

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from postroom.core.clock import utcnow
 from tests.conftest import Backend, Server, http_from, run_cli
 
 
@@ -26,8 +27,8 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
         (["--allowed-ips", "10.0.0.0/33"], "'10.0.0.0/33' is not an IP address or CIDR range"),
         (["--allowed-ips", "010.1.1.1"], "'010.1.1.1' is not an IP address or CIDR range"),
         (["--permission", "admin"], "argument --permission: invalid choice: 'admin'"),
-        (["--expires-in-days", "0"], "expires-in-days: The expiry must be between 1 and 3650 days."),
-        (["--expires-in-days", "soon"], "argument --expires-in-days: invalid int value: 'soon'"),
+        (["--expires-in-days", "0"], "argument --expires-in-days: must be a whole number from 1 to 3650, got '0'"),
+        (["--expires-in-days", "soon"], "argument --expires-in-days: must be a whole number from 1 to 3650"),
     ],
 )
 def test_keys_create_refuses_bad_input(backend: Backend, args: list[str], expected: str) -> None:
@@ -114,3 +115,49 @@ def test_a_started_server_keeps_its_start_up_heap_out_of_the_collector(server: S
     assert response.status_code == 200
     [line] = [x for x in response.text.splitlines() if x.startswith("postroom_gc_frozen_objects ")]
     assert float(line.split()[1]) > 50_000  # the modules and the application, not a handful of stragglers
+
+
+NUMERIC_OPTIONS = [
+    (["serve"], "--port"),
+    (["api"], "--port"),
+    (["api"], "--processes"),
+    *((["domains", command, "x.test"], "--team") for command in ("add", "approve", "verify", "rotate-dkim", "show")),
+    (["domains", "list"], "--team"),
+    (["suppressions", "list"], "--team"),
+    (["suppressions", "remove", "a@b.test"], "--team"),
+    (["send-test", "--from", "a@b.test", "--to", "c@d.test"], "--team"),
+    (["keys", "create", "--name", "x"], "--expires-in-days"),
+    (["keys", "create", "--name", "x"], "--team"),
+    (["keys", "rotate", "key_x"], "--grace-hours"),
+    (["keys", "list"], "--team"),
+    (["users", "create-admin", "a@b.test"], "--team"),
+]
+BAD_NUMBERS = ["nan", "inf", "-inf", "1e308", "-1", "99999999999999999999", "0x10", ""]
+
+
+@pytest.mark.parametrize(("command", "option"), NUMERIC_OPTIONS, ids=[" ".join(c[:2]) + o for c, o in NUMERIC_OPTIONS])
+def test_every_numeric_option_refuses_non_numbers_and_out_of_range_values_in_one_line(
+    command: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In process: argparse refuses before anything is opened, so no database is involved."""
+    from postroom.cli import main
+
+    for value in BAD_NUMBERS:
+        with pytest.raises(SystemExit) as exited:
+            main([*command, f"{option}={value}"])
+        assert exited.value.code == 2, (option, value)
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"postroom: error: argument {option}: must be"), captured.err
+        assert captured.out == ""
+
+
+@pytest.mark.parametrize("hours", ["nan", "inf", "1e308", "721"])
+def test_keys_rotate_with_a_grace_that_is_not_a_finite_number_of_hours_exits_2(backend: Backend, hours: str) -> None:
+    key = backend.create_key(name="rotate me")
+    result = run_cli(backend, "keys", "rotate", key.record.id, "--grace-hours", hours)
+    assert result.returncode == 2
+    assert one_error_line(result) == (
+        f"postroom: error: argument --grace-hours: must be a number from 0 to 720, got '{hours}'"
+    )
+    assert backend.get_key(key.record.id).status(utcnow()) == "active"  # nothing rotated

@@ -244,11 +244,14 @@ swaks = pytest.mark.skipif(
 )
 
 
-def run_swaks(relay: Relay, key: str, to: str, *tls: str, port: int) -> subprocess.CompletedProcess[str]:
+def run_swaks(
+    relay: Relay, key: str, to: str, *tls: str, port: int, headers: tuple[str, ...] = ("Subject: via swaks",)
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603
         [
             "swaks", "--server", f"127.0.0.1:{port}", *tls, "--auth", "LOGIN", "--auth-user", "lettr",
-            "--auth-password", key, "--from", "news@sender.test", "--to", to, "--header", "Subject: via swaks",
+            "--auth-password", key, "--from", "news@sender.test", "--to", to,
+            *(arg for header in headers for arg in ("--header", header)),
             "--body", "Sent with swaks.", "--timeout", "20",
         ],
         capture_output=True,
@@ -609,6 +612,7 @@ def test_postroom_smtp_runs_the_listeners_alone_with_a_self_signed_certificate(
             assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "smtp.log").read_text()
             time.sleep(0.1)
         certificate = Path(backend.env["POSTROOM_DATA_DIR"]) / "smtp-tls.pem"
+        assert b"PRIVATE KEY" not in certificate.read_bytes()  # the file clients trust is the certificate alone
         with smtplib.SMTP("127.0.0.1", port, local_hostname="app.test") as client:
             client.ehlo()
             assert client.has_extn("auth")  # POSTROOM_SMTP_ALLOW_PLAIN=1

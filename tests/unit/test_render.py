@@ -66,7 +66,7 @@ def test_text_and_html_are_alternatives_in_order_and_bcc_is_not_listed() -> None
     assert message.get_content_type() == "multipart/alternative"
     parts = list(message.iter_parts())
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
-    assert parts[0].get_content() == request.text
+    assert parts[0].get_content() == (request.text or "").replace("\n", "\r\n")  # text travels with CRLF ends
     assert parts[1].get_content() == "<p>HTML body</p>"
 
 
@@ -122,3 +122,63 @@ def test_a_caller_header_longer_than_a_line_is_kept_whole() -> None:
     raw, message = _parsed(request)
     _assert_wire_rules(raw, longest=998)
     assert message["List-Unsubscribe"] == unsubscribe
+
+
+def test_ascii_text_in_short_lines_is_7bit_and_anything_else_quoted_printable() -> None:
+    request = SendRequest(
+        from_email="a@sender.test",
+        to=("b@example.test",),
+        subject="s",
+        text="Hello\nsecond line",
+        html="<p>" + "long line " * 20 + "</p>",
+        amp_html="<p>Grüße</p>",
+    )
+    raw, message = _parsed(request)
+    _assert_wire_rules(raw)
+    assert b"base64" not in raw
+    text, amp, html = message.iter_parts()
+    assert text["Content-Transfer-Encoding"] == "7bit"
+    assert b"Hello\r\nsecond line" in raw  # readable as it is
+    assert amp["Content-Transfer-Encoding"] == "quoted-printable"
+    assert html["Content-Transfer-Encoding"] == "quoted-printable"  # a line over 78 characters
+    assert amp.get_content() == "<p>Grüße</p>"
+    assert html.get_content() == request.html
+    assert text.get_content() == "Hello\r\nsecond line"
+
+
+def test_a_long_subject_and_custom_header_are_folded_within_the_line_limits() -> None:
+    subject = "word " * 190 + "end"  # 953 characters: "Subject: " + it would be over 998 on one line
+    value = "v " * 480 + "e"
+    request = SendRequest(
+        from_email="a@sender.test",
+        to=("b@example.test",),
+        subject=subject,
+        text="x",
+        headers={"X-Long": value},
+    )
+    raw, message = _parsed(request)
+    _assert_wire_rules(raw)
+    assert message["Subject"] == subject and message["X-Long"] == value
+
+
+def test_a_subject_without_spaces_too_long_for_a_line_becomes_encoded_words() -> None:
+    subject = "a" * 998
+    raw, message = _parsed(SendRequest(from_email="a@sender.test", to=("b@example.test",), subject=subject, text="x"))
+    _assert_wire_rules(raw)
+    assert message["Subject"] == subject
+
+
+def test_a_send_without_to_says_undisclosed_recipients_and_lists_no_one() -> None:
+    request = SendRequest(from_email="a@sender.test", to=(), bcc=("x@example.test", "y@example.test"), text="x")
+    raw, message = _parsed(request)
+    assert message["To"] == "undisclosed-recipients:;"
+    assert b"x@example.test" not in raw and b"y@example.test" not in raw and b"Bcc" not in raw
+
+
+def test_an_attachment_keeps_its_type_parameters() -> None:
+    data = base64.b64encode("Grüße".encode("iso-8859-1")).decode()
+    attachment = Attachment(name="n.txt", type="text/plain; charset=iso-8859-1", data=data)
+    request = SendRequest(from_email="a@sender.test", to=("b@example.test",), text="x", attachments=(attachment,))
+    _, message = _parsed(request)
+    part = next(message.iter_attachments())
+    assert part.get_content_charset() == "iso-8859-1" and part.get_content() == "Grüße"

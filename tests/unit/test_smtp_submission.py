@@ -72,10 +72,16 @@ def test_a_single_recipient_named_nowhere_is_the_to_recipient() -> None:
     assert body["to"] == ["hidden@example.test"] and "bcc" not in body
 
 
-def test_several_recipients_none_in_to_are_refused_rather_than_revealed() -> None:
-    raw = message(From="n@sender.test", To="undisclosed-recipients:;", Subject="s").as_bytes()
-    with pytest.raises(ValidationFailed) as excinfo:
-        read_submission(raw, mail_from="", envelope_recipients=["a@example.test", "b@example.test"])
+@pytest.mark.parametrize("to", ["undisclosed-recipients:;", None], ids=["undisclosed", "no To header"])
+def test_several_recipients_none_in_to_are_all_bcc(to: str | None) -> None:
+    headers = {"From": "n@sender.test", "Subject": "s", **({"To": to} if to else {})}
+    raw = message(**headers).as_bytes()
+    body = read_submission(raw, mail_from="", envelope_recipients=["a@example.test", "b@example.test"]).body
+    assert "to" not in body and body["bcc"] == ["a@example.test", "b@example.test"]
+    request = parse_send_request(body, undisclosed_to=True)
+    assert request.to == () and request.bcc == ("a@example.test", "b@example.test")
+    with pytest.raises(ValidationFailed) as excinfo:  # the API itself still requires to
+        parse_send_request(body)
     assert "to" in excinfo.value.errors
 
 
@@ -116,3 +122,71 @@ def test_a_lockout_is_temporary() -> None:
 def test_an_accepted_send_is_queued() -> None:
     body = {"message": "Email queued for delivery.", "data": {"request_id": "123", "accepted": 2, "rejected": 1}}
     assert smtp_reply(200, body) == "250 2.0.0 Queued as 123 (accepted 2, rejected 1)"
+
+
+def _word(text: str) -> str:
+    return "=?utf-8?b?" + base64.b64encode(text.encode()).decode() + "?="
+
+
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [("Subject", "subject"), ("X-Campaign", "headers.X-Campaign")],
+)
+@pytest.mark.parametrize("control", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\r\nBcc: x@evil.test"])
+def test_an_encoded_word_that_decodes_to_a_control_character_is_refused(header: str, field: str, control: str) -> None:
+    """The control character at the end: it must not be trimmed away as if it were whitespace."""
+    raw = (
+        f"From: n@sender.test\r\nTo: x@example.test\r\n{header}: {_word('a' + control)}\r\n"
+        + ("" if header == "Subject" else "Subject: s\r\n")
+        + "\r\nhello\r\n"
+    ).encode()
+    body = read_submission(raw, mail_from="", envelope_recipients=["x@example.test"]).body
+    with pytest.raises(ValidationFailed) as excinfo:
+        parse_send_request(body)
+    assert field in excinfo.value.errors, excinfo.value.errors
+
+
+@pytest.mark.parametrize("control", ["\x0b", "\x1e"])
+def test_a_display_name_that_decodes_to_a_control_character_is_refused(control: str) -> None:
+    raw = f"From: {_word('Eve' + control)} <n@sender.test>\r\nTo: x@example.test\r\nSubject: s\r\n\r\nhi\r\n".encode()
+    body = read_submission(raw, mail_from="", envelope_recipients=["x@example.test"]).body
+    with pytest.raises(ValidationFailed) as excinfo:
+        parse_send_request(body)
+    assert "from_name" in excinfo.value.errors
+
+
+@pytest.mark.parametrize(("header", "field"), [("From", "from"), ("Reply-To", "reply_to"), ("To", "to"), ("Cc", "cc")])
+def test_an_address_header_whose_encoded_word_decodes_to_cr_lf_is_a_validation_error(header: str, field: str) -> None:
+    evil = _word("Eve\r\nBcc: x@evil.test") + " <n@sender.test>"
+    headers = {"From": "n@sender.test", "To": "x@example.test", header: evil}
+    raw = ("".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "Subject: s\r\n\r\nhi\r\n").encode()
+    with pytest.raises(ValidationFailed) as excinfo:  # a 554 over SMTP, not a 451
+        read_submission(raw, mail_from="", envelope_recipients=["x@example.test"])
+    assert field in excinfo.value.errors
+
+
+def test_an_attachment_keeps_its_content_type_parameters() -> None:
+    built = message(From="n@sender.test", To="x@example.test", Subject="s")
+    built.add_attachment("Grüße\n".encode("iso-8859-1"), maintype="text", subtype="plain", filename="notes.txt")
+    part = list(built.iter_attachments())[0]
+    part.set_param("charset", "iso-8859-1")
+    part.set_param("format", "flowed")
+    part.set_param("name", "Grüße.txt")
+    attachment = read_submission(built.as_bytes(), mail_from="", envelope_recipients=["x@example.test"]).body[
+        "attachments"
+    ][0]
+    assert attachment["type"] == "text/plain; charset=iso-8859-1; format=flowed; name*=utf-8''Gr%C3%BC%C3%9Fe.txt"
+    assert (
+        parse_send_request(
+            {
+                "from": "n@sender.test",
+                "to": ["x@example.test"],
+                "subject": "s",
+                "text": "x",
+                "attachments": [attachment],
+            }
+        )
+        .attachments[0]
+        .type
+        == attachment["type"]
+    )

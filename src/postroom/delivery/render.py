@@ -1,22 +1,28 @@
 """Turning a stored send into the RFC 5322 message that goes on the wire.
 
-Every header value was checked for CR, LF and NUL when the send was accepted. The Message-ID and Date come from
-the stored message, so a retry (or a duplicate after a crash) carries the same Message-ID.
+Every header value was checked for line breaks and control characters when the send was accepted
+(``postroom.core.headers``), and custom headers for RFC 5322's line limit. The Message-ID and Date come from the
+stored message, so a retry (or a duplicate after a crash) carries the same Message-ID.
 
 The message is written out directly rather than through ``email``'s message classes and generator, which
 re-parse and re-fold every header (over 200 µs a message, as much as the DKIM signature). The shape is the one
-they produce: text parts in UTF-8 with base64 bodies, ``multipart/alternative`` for several parts, inside
-``multipart/mixed`` when there are attachments; non-ASCII header values as RFC 2047 encoded words, attachment
-names in RFC 2231 form; CRLF line endings and no line over 78 characters except a header the caller supplied.
+they produce: text parts in UTF-8, ``7bit`` when ASCII with lines of at most 78 characters and
+quoted-printable otherwise (as mail clients and spam filters expect of text; attachments are base64),
+``multipart/alternative`` for several parts, inside ``multipart/mixed`` when there are attachments; non-ASCII
+header values as RFC 2047 encoded words, attachment names in RFC 2231 form; CRLF line endings, headers folded at
+whitespace to 78 characters where they allow it and never over 998, and no other line over 78. A send without
+``to`` (Bcc-only mail submitted over SMTP) says ``To: undisclosed-recipients:;``.
 """
 
 from __future__ import annotations
 
 import base64
+import quopri
 import secrets
 from datetime import datetime
 from email.utils import encode_rfc2231, format_datetime, formataddr
 
+from postroom.core.headers import FOLD_WIDTH, fold
 from postroom.emails.validation import SendRequest
 
 CRLF = "\r\n"
@@ -41,8 +47,11 @@ def _encoded_words(value: str) -> str:
     return (CRLF + " ").join(f"=?utf-8?b?{base64.b64encode(w.encode('utf-8')).decode('ascii')}?=" for w in words)
 
 
-def _text_value(value: str) -> str:
-    return value if value.isascii() else _encoded_words(value)
+def _header(name: str, value: str) -> str:
+    """``Name: value`` folded; a non-ASCII value, or an ASCII one too long to fold (only the subject can be: custom
+    headers that cannot were refused when accepted), as encoded words."""
+    folded = fold(name, value) if value.isascii() else None
+    return folded if folded is not None else f"{name}: {_encoded_words(value)}"
 
 
 def _address(address: str, name: str | None) -> str:
@@ -81,9 +90,16 @@ def _boundary() -> str:
 
 
 def _text_part(content: str, subtype: str) -> str:
+    """A text part with CRLF line endings (the canonical form of text), 7bit when it is ASCII in lines of at most
+    78 characters, quoted-printable (lines of at most 76) otherwise."""
+    lines = content.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if content.isascii() and all(len(line) <= FOLD_WIDTH for line in lines):
+        encoding, body = "7bit", CRLF.join(lines)
+    else:
+        encoded = quopri.encodestring("\n".join(lines).encode("utf-8")).decode("ascii")
+        encoding, body = "quoted-printable", encoded.replace("\n", CRLF)
     return (
-        f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}Content-Transfer-Encoding: base64{CRLF}{CRLF}'
-        + _base64_body(content.encode("utf-8"))
+        f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}Content-Transfer-Encoding: {encoding}{CRLF}{CRLF}' + body
     )
 
 
@@ -103,7 +119,8 @@ def _body(request: SendRequest) -> str:
     if not request.attachments:
         return body
     attachments = [
-        f"Content-Type: {attachment.type}{CRLF}Content-Transfer-Encoding: base64{CRLF}"
+        f"{_header('Content-Type', attachment.type)}{CRLF}"
+        f"Content-Transfer-Encoding: base64{CRLF}"
         f"Content-Disposition: attachment;{CRLF} {_filename(attachment.name)}{CRLF}{CRLF}"
         + _base64_body(attachment.decoded())
         for attachment in request.attachments
@@ -113,16 +130,17 @@ def _body(request: SendRequest) -> str:
 
 def render(request: SendRequest, *, message_id_header: str, created_at: datetime) -> bytes:
     """The message with CRLF line endings, ready to be DKIM-signed and sent. Bcc recipients are not listed."""
-    headers = [f"From: {_address(request.from_email, request.from_name)}", f"To: {_address_list(request.to)}"]
+    to = _address_list(request.to) if request.to else "undisclosed-recipients:;"
+    headers = [f"From: {_address(request.from_email, request.from_name)}", f"To: {to}"]
     if request.cc:
         headers.append(f"Cc: {_address_list(request.cc)}")
     if request.reply_to:
         headers.append(f"Reply-To: {_address(request.reply_to, request.reply_to_name)}")
     headers += [
-        f"Subject: {_text_value(request.subject or '')}",
+        _header("Subject", request.subject or ""),
         f"Date: {format_datetime(created_at)}",
         f"Message-ID: {message_id_header}",
         "MIME-Version: 1.0",
     ]
-    headers += [f"{name}: {_text_value(value)}" for name, value in request.headers.items()]
+    headers += [_header(name, value) for name, value in request.headers.items()]
     return (CRLF.join(headers) + CRLF + _body(request)).encode("utf-8")

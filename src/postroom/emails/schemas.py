@@ -13,6 +13,7 @@ from msgspec import UNSET, UnsetType
 from sqlalchemy import Row
 
 from postroom.core.clock import iso_event, iso_resource
+from postroom.core.headers import SAFE_CHARACTER
 from postroom.core.openapi import Pagination, RowId, Timestamp
 from postroom.errors import ValidationFailed
 
@@ -151,17 +152,21 @@ def scheduled_body(row: Row[Any], events: list[dict[str, Any]] | None = None) ->
 # -- OpenAPI documentation (postroom.core.openapi): what the routes above accept and answer ---------------------
 
 Address = Annotated[str, msgspec.Meta(max_length=255, extra_json_schema={"format": "email"})]
+HeaderText255 = Annotated[str, msgspec.Meta(max_length=255, pattern=f"^{SAFE_CHARACTER}*$")]
+"""A display name: no line breaks or control characters (``postroom.core.headers``)."""
 
 
-_MIME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$"
+_MIME_PATTERN = (
+    r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(?:; ?[A-Za-z0-9.+-]+=[A-Za-z0-9.+-]+)*$"
+)
 _BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})$"
 
 
 class Attachment(msgspec.Struct):
     """Each field required; ``name`` without line breaks or ``/``; ``data`` is base64 without line breaks."""
 
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=r"^[^/\r\n\x00]+$")]
-    type: Annotated[str, msgspec.Meta(max_length=255, pattern=_MIME_PATTERN)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=f"^(?:(?!/){SAFE_CHARACTER})+$")]
+    type: Annotated[str, msgspec.Meta(max_length=900, pattern=_MIME_PATTERN)]
     data: Annotated[str, msgspec.Meta(min_length=4, pattern=_BASE64_PATTERN)]
 
 
@@ -179,12 +184,12 @@ class SendEmailInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     from_: Address = msgspec.field(name="from")
     to: Annotated[list[Address], msgspec.Meta(min_length=1, max_length=50)]
-    from_name: Annotated[str, msgspec.Meta(max_length=255)] | None | UnsetType = UNSET
+    from_name: HeaderText255 | None | UnsetType = UNSET
     cc: Annotated[list[Address], msgspec.Meta(max_length=50)] | None | UnsetType = UNSET
     bcc: Annotated[list[Address], msgspec.Meta(max_length=50)] | None | UnsetType = UNSET
     reply_to: Address | None | UnsetType = UNSET
-    reply_to_name: Annotated[str, msgspec.Meta(max_length=255)] | None | UnsetType = UNSET
-    subject: Annotated[str, msgspec.Meta(max_length=998)] | None | UnsetType = UNSET
+    reply_to_name: HeaderText255 | None | UnsetType = UNSET
+    subject: Annotated[str, msgspec.Meta(max_length=998, pattern=f"^{SAFE_CHARACTER}*$")] | None | UnsetType = UNSET
     html: str | None | UnsetType = UNSET
     text: str | None | UnsetType = UNSET
     amp_html: str | None | UnsetType = UNSET

@@ -42,15 +42,16 @@ async def submit_send(
     idempotency_key: str | None,
     mail_hostname: str,
     recv_method: str = "rest",
+    undisclosed_to: bool = False,
 ) -> Submitted:
     """Validate ``body`` (a ``POST /api/emails`` JSON object) and accept it; raises the Lettr errors.
 
     With an ``idempotency_key`` the key is claimed in the accepting transaction and the outcome stored with the
     send, so a duplicate that arrives meanwhile waits for that commit and replays it. A 4xx outcome is stored in a
     transaction of its own (the accepting one rolled back); a server error or a crash stores nothing, so a retry
-    runs again.
+    runs again. ``undisclosed_to`` is ``parse_send_request``'s (for Bcc-only SMTP mail).
     """
-    send = parse_send_request(body)
+    send = parse_send_request(body, undisclosed_to=undisclosed_to)
     fingerprint = None if idempotency_key is None else idempotency.fingerprint(body)
 
     def claim(conn: Connection) -> int | idempotency.StoredResponse | None:

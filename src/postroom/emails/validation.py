@@ -1,8 +1,10 @@
 """Reading a send request: every field of lettr-api.md §5.2 checked, every problem named in one 422.
 
-Nothing that could reach an SMTP command or a header is accepted with CR, LF or NUL in it: Python's own address
-and header helpers have changed behaviour across versions (security-notes §5.1), so we refuse rather than rely on
-them. Addresses are ASCII ``local@domain`` only (no display names, comments or quoted local parts; no SMTPUTF8).
+Nothing that could reach an SMTP command or a header is accepted with a line break or control character in it
+(``postroom.core.headers.unsafe_character`` decides which): Python's own address and header helpers have changed
+behaviour across versions, so we refuse rather than rely on them. Custom headers must also fit RFC 5322's
+998-character lines once folded. Addresses are ASCII ``local@domain`` only (no display names, comments or quoted
+local parts; no SMTPUTF8).
 
 Limits (documented in the README): at most 50 recipients (to + cc + bcc), subject ≤ 998 characters, html, text
 and amp_html ≤ 5 MB each, attachments ≤ 10 MB of base64 in total, ≤ 10 custom headers, metadata ≤ 50 keys.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,8 +22,11 @@ from typing import Any
 
 import msgspec
 
+from postroom.core.headers import header_line_problem, unsafe_character, unsafe_message
 from postroom.core.ids import MAX_ROW_ID
 from postroom.errors import InvalidDomain, ValidationFailed
+
+log = logging.getLogger("postroom.api")
 
 MAX_RECIPIENTS = 50
 MAX_SUBJECT = 998
@@ -29,6 +35,8 @@ MAX_ATTACHMENTS_TOTAL = 10 * 1024 * 1024
 MAX_HEADERS = 10
 MAX_METADATA_KEYS = 50
 MAX_METADATA_BYTES = 8 * 1024
+MAX_JSON_DEPTH = 32
+"""Levels of arrays and objects in a request body (substitution data nests; nothing needs more)."""
 SCHEDULE_MIN_AHEAD = timedelta(minutes=5)
 SCHEDULE_MAX_AHEAD = timedelta(days=30)
 
@@ -38,9 +46,15 @@ _ADDRESS = re.compile(rf"({_LOCAL})@((?:{_LABEL}\.)+{_LABEL})")
 _LOCAL_PART = re.compile(_LOCAL)
 _HEADER_NAME = re.compile(r"[!-9;-~]+")
 _TAG = re.compile(r"[A-Za-z0-9_.:-]+")
-_MIME_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*")
+MIME_ATTRIBUTE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""A MIME parameter name, or a value that needs no quotes (RFC 2045's ``token``)."""
+MIME_QUOTABLE = re.compile(r"[ !#-\[\]-~]*")
+"""A MIME parameter value that can be written in double quotes as it is."""
+_MIME_PARAMETER = rf'; ?{MIME_ATTRIBUTE.pattern}=(?:{MIME_ATTRIBUTE.pattern}|"{MIME_QUOTABLE.pattern}")'
+_MIME_TYPE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*(?:{_MIME_PARAMETER})*")
+MAX_ATTACHMENT_TYPE = 900
+"""Characters of an attachment's type with its parameters (``text/plain; charset=iso-8859-1``)."""
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
-_FORBIDDEN = re.compile(r"[\r\n\x00]")
 _PROTECTED_HEADERS = frozenset(
     {
         "from", "to", "cc", "bcc", "subject", "date", "message-id", "reply-to", "sender", "return-path",
@@ -146,7 +160,7 @@ def is_valid_address(address: str) -> bool:
 
 def _has_no_sending_domain(value: Any) -> bool:
     """Whether ``value`` is ``local@rest`` with a valid local part but no domain name after the ``@``."""
-    if not isinstance(value, str) or _FORBIDDEN.search(value) or value.count("@") != 1:
+    if not isinstance(value, str) or unsafe_character(value) or value.count("@") != 1:
         return False
     local, _, rest = value.partition("@")
     return _LOCAL_PART.fullmatch(local) is not None and not is_valid_address(value) and " " not in rest
@@ -162,8 +176,9 @@ def _string(body: dict[str, Any], name: str, errors: _Errors, *, maximum: int, s
     if len(value) > maximum:
         errors.add(name, f"The {name} must not be greater than {maximum} characters.")
         return None
-    if single_line and _FORBIDDEN.search(value):
-        errors.add(name, f"The {name} must not contain line breaks or NUL characters.")
+    problem = unsafe_message(name, value) if single_line else None
+    if problem is not None:
+        errors.add(name, problem)
         return None
     if not single_line and "\x00" in value:
         errors.add(name, f"The {name} must not contain NUL characters.")
@@ -175,8 +190,9 @@ def _address(value: Any, name: str, errors: _Errors) -> str | None:
     if not isinstance(value, str):
         errors.add(name, f"The {name} field must be an email address string.")
         return None
-    if _FORBIDDEN.search(value):
-        errors.add(name, f"The {name} must not contain line breaks or NUL characters.")
+    problem = unsafe_message(name, value)
+    if problem is not None:
+        errors.add(name, problem)
         return None
     if not is_valid_address(value):
         errors.add(name, f"The {name} must be a valid email address.")
@@ -207,7 +223,7 @@ def _string_map(body: dict[str, Any], name: str, errors: _Errors) -> dict[str, s
     return value
 
 
-def _parse(body: dict[str, Any], errors: _Errors) -> SendRequest | None:
+def _parse(body: dict[str, Any], errors: _Errors, *, undisclosed_to: bool = False) -> SendRequest | None:
     no_sending_domain = False
     unknown = sorted(set(body) - _KNOWN_FIELDS)
     for name in unknown:
@@ -224,10 +240,10 @@ def _parse(body: dict[str, Any], errors: _Errors) -> SendRequest | None:
     else:
         from_email = _address(body["from"], "from", errors)
     to = _addresses(body, "to", errors)
-    if "to" not in errors.errors and not to:
-        errors.add("to", "At least one recipient email address is required.")
     cc = _addresses(body, "cc", errors)
     bcc = _addresses(body, "bcc", errors)
+    if "to" not in errors.errors and not to and not (undisclosed_to and (cc or bcc)):
+        errors.add("to", "At least one recipient email address is required.")
     if len(to) + len(cc) + len(bcc) > MAX_RECIPIENTS:
         errors.add("to", f"A message may have at most {MAX_RECIPIENTS} recipients (to, cc and bcc together).")
     reply_to = None if body.get("reply_to") is None else _address(body["reply_to"], "reply_to", errors)
@@ -278,10 +294,12 @@ def _parse(body: dict[str, Any], errors: _Errors) -> SendRequest | None:
             errors.add(f"headers.{name}", "The header name must be printable ASCII without spaces or ':'.")
         elif name.lower() in _PROTECTED_HEADERS or name.lower().startswith("content-"):
             errors.add(f"headers.{name}", f"The {name} header is set by Postroom and cannot be overridden.")
-        elif _FORBIDDEN.search(value):
-            errors.add(f"headers.{name}", "The header value must not contain line breaks or NUL characters.")
+        elif (problem := unsafe_message("header value", value)) is not None:
+            errors.add(f"headers.{name}", problem)
         elif len(value) > 998:
             errors.add(f"headers.{name}", "The header value must not be greater than 998 characters.")
+        elif (problem := header_line_problem(name, value)) is not None:
+            errors.add(f"headers.{name}", problem)
         elif name.lower() == "list-unsubscribe" and not _LIST_UNSUBSCRIBE.fullmatch(value.strip()):
             errors.add(f"headers.{name}", "List-Unsubscribe must be one or more <https://…> or <mailto:…> URIs.")
         elif name.lower() == "list-unsubscribe-post" and value.strip() != _ONE_CLICK:
@@ -354,13 +372,21 @@ def _attachments(value: Any, errors: _Errors) -> tuple[Attachment, ...]:
             continue
         name, mime_type, data = item.get("name"), item.get("type"), item.get("data")
         ok = True
-        if not isinstance(name, str) or not name or len(name) > 255 or _FORBIDDEN.search(name) or "/" in name:
+        if not isinstance(name, str) or not name or len(name) > 255 or unsafe_character(name) or "/" in name:
             errors.add(
                 f"{prefix}.name", "The attachment name is required: up to 255 characters, no line breaks or '/'."
             )
             ok = False
-        if not isinstance(mime_type, str) or len(mime_type) > 255 or not _MIME_TYPE.fullmatch(mime_type):
-            errors.add(f"{prefix}.type", "The attachment type must be a MIME type such as application/pdf.")
+        if (
+            not isinstance(mime_type, str)
+            or len(mime_type) > MAX_ATTACHMENT_TYPE
+            or not _MIME_TYPE.fullmatch(mime_type)
+        ):
+            errors.add(
+                f"{prefix}.type",
+                "The attachment type must be a MIME type such as application/pdf, optionally with parameters "
+                "such as text/plain; charset=utf-8.",
+            )
             ok = False
         if not isinstance(data, str) or not data or not _BASE64.fullmatch(data) or len(data) % 4:
             errors.add(f"{prefix}.data", "The attachment data must be base64 without line breaks.")
@@ -379,24 +405,55 @@ def _attachments(value: Any, errors: _Errors) -> tuple[Attachment, ...]:
     return tuple(found)
 
 
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` deep (walked without recursion)."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            if isinstance(item, (dict, list))
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, (dict, list))
+        ]
+        if not level:
+            return False
+    return True
+
+
+def _refuse_body(message: str) -> ValidationFailed:
+    log.info("request body refused: %s", message)
+    return ValidationFailed({"body": [message]})
+
+
 def decode_body(raw: bytes) -> dict[str, Any]:
-    """The JSON object of a request body (an empty body is ``{}``); a 422 naming ``body`` otherwise. Every JSON
-    route reads its body through this."""
+    """The JSON object of a request body (an empty body is ``{}``); a 422 naming ``body`` otherwise, also for
+    text that is not UTF-8 and for arrays and objects nested more than ``MAX_JSON_DEPTH`` deep (each refusal is
+    one line in the log). Every JSON route reads its body through this."""
     try:
         body = msgspec.json.decode(raw) if raw.strip() else {}
     except msgspec.DecodeError:
-        raise ValidationFailed({"body": ["The request body must be a JSON object."]}) from None
+        raise _refuse_body("The request body must be a JSON object.") from None
+    except UnicodeDecodeError:
+        raise _refuse_body("The request body must be UTF-8 text.") from None
+    except RecursionError:
+        raise _refuse_body(f"The request body must not nest more than {MAX_JSON_DEPTH} levels deep.") from None
     if not isinstance(body, dict):
-        raise ValidationFailed({"body": ["The request body must be a JSON object."]})
+        raise _refuse_body("The request body must be a JSON object.")
+    if _depth_over(body, MAX_JSON_DEPTH):
+        raise _refuse_body(f"The request body must not nest more than {MAX_JSON_DEPTH} levels deep.")
     return body
 
 
-def parse_send_request(body: dict[str, Any]) -> SendRequest:
-    """A ``SendRequest`` from a decoded body, or ``ValidationFailed`` listing every problem."""
+def parse_send_request(body: dict[str, Any], *, undisclosed_to: bool = False) -> SendRequest:
+    """A ``SendRequest`` from a decoded body, or ``ValidationFailed`` listing every problem.
+
+    ``undisclosed_to`` (SMTP submissions only) lets a send have no ``to`` when it has ``cc`` or ``bcc``
+    recipients: it is delivered with ``To: undisclosed-recipients:;``."""
     errors = _Errors()
     if "scheduled_at" in body:
         errors.add("scheduled_at", "Use POST /api/emails/scheduled to schedule an email.")
-    request = _parse(body, errors)
+    request = _parse(body, errors, undisclosed_to=undisclosed_to)
     if errors.errors or request is None:
         raise ValidationFailed(errors.errors)
     return request

@@ -249,6 +249,7 @@ class SubmissionHandler:
                 idempotency_key=idempotency.check_key(submission.idempotency_key),
                 mail_hostname=self._settings.mail_hostname,
                 recv_method="esmtp",
+                undisclosed_to=True,
             )
         except PostroomError as error:
             if not isinstance(error, ValidationFailed):

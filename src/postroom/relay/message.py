@@ -4,13 +4,17 @@ The body then goes through the API's own validation, so SMTP and HTTP senders me
 error messages. What is read:
 
 - ``from``/``from_name`` from the ``From`` header (the envelope sender when there is none), ``reply_to`` and
-  ``reply_to_name`` from ``Reply-To``, ``subject`` from ``Subject`` (RFC 2047 words decoded);
+  ``reply_to_name`` from ``Reply-To``, ``subject`` from ``Subject``. Values are taken after RFC 2047 words are
+  decoded, so a word that decodes to a line break or control character is refused (554) like the same character
+  sent raw; an address header the parser refuses for that reason is refused too;
 - the recipients are the **envelope** recipients: those the ``To`` header names are ``to``, those ``Cc`` names
   are ``cc``, every other one is ``bcc`` (Bcc never appears in headers). A message whose only recipient is
-  named in neither header treats it as ``to``; a message with several recipients none of which ``To`` names
-  is refused, since its ``To`` line could not be rebuilt without revealing Bcc recipients;
+  named in neither header treats it as ``to``. A message to several recipients none of which ``To`` names
+  (``To: undisclosed-recipients:;``, or no ``To`` at all, as Bcc-only mail is sent) is delivered with
+  ``To: undisclosed-recipients:;``, as Postfix does, and its recipients stay undisclosed;
 - ``text``, ``html`` and ``amp_html`` from the first ``text/plain``, ``text/html`` and ``text/x-amp-html``
-  body parts; every other leaf part is an attachment (named by its filename, or ``attachment-N``);
+  body parts; every other leaf part is an attachment (named by its filename, or ``attachment-N``) whose type
+  keeps its parameters (``charset`` …);
 - every other header is a custom header, except trace and transport headers and those Postroom sets itself
   (``Date``, ``Message-ID``, ``MIME-Version``, ``Content-*``, ``DKIM-Signature`` …), which are dropped;
 - ``Idempotency-Key`` is taken out and applied as on the API.
@@ -25,9 +29,11 @@ import mimetypes
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
+from email.utils import encode_rfc2231
 from typing import Any
 
 from postroom.emails.idempotency import HEADER as IDEMPOTENCY_HEADER
+from postroom.emails.validation import MIME_ATTRIBUTE, MIME_QUOTABLE
 from postroom.errors import ValidationFailed
 
 _DROPPED_HEADERS = frozenset(
@@ -50,10 +56,17 @@ class Submission:
     idempotency_key: str | None
 
 
-def _addresses(message: EmailMessage, name: str) -> list[Address]:
-    """The addresses of header ``name`` (all occurrences); a header the parser cannot read counts as empty."""
+def _addresses(message: EmailMessage, name: str, field: str) -> list[Address]:
+    """The addresses of header ``name`` (all occurrences); a header the parser cannot read counts as empty, but
+    one it refuses because a decoded part holds CR or LF is a 422 naming ``field``."""
     found: list[Address] = []
-    for value in message.get_all(name) or []:
+    try:
+        values = message.get_all(name) or []
+    except ValueError:
+        raise ValidationFailed(
+            {field: [f"The {name} header must not contain line breaks or control characters, encoded or not."]}
+        ) from None
+    for value in values:
         try:
             found.extend(getattr(value, "addresses", ()))
         except (ValueError, IndexError, TypeError):
@@ -62,7 +75,7 @@ def _addresses(message: EmailMessage, name: str) -> list[Address]:
 
 
 def _single_address(message: EmailMessage, name: str, field: str) -> Address | None:
-    addresses = _addresses(message, name)
+    addresses = _addresses(message, name, field)
     if not addresses:
         return None
     if len(addresses) > 1:
@@ -71,8 +84,28 @@ def _single_address(message: EmailMessage, name: str, field: str) -> Address | N
 
 
 def _header_text(value: Any) -> str:
-    """A header's decoded, unfolded value."""
-    return " ".join(str(value).replace("\r\n", "\n").split("\n")).strip()
+    """A header's decoded value: the parser has unfolded it (removed the CRLF of each fold); a CR or LF still in
+    it came from an encoded word and is left for validation to refuse."""
+    return str(value).strip(" \t")  # str.strip() would also drop controls such as VT and RS at either end
+
+
+def _parameter(name: str, value: str) -> str:
+    """One ``; name=value`` MIME parameter: a token as it is, else quoted, else in RFC 2231 form."""
+    if MIME_ATTRIBUTE.fullmatch(value):
+        return f"; {name}={value}"
+    if MIME_QUOTABLE.fullmatch(value):
+        return f'; {name}="{value}"'
+    return f"; {name}*={encode_rfc2231(value, 'utf-8')}"
+
+
+def _content_type(part: Message) -> str:
+    """The part's type with its parameters (``charset`` and the rest), written out again from their decoded
+    values so that they reach the delivered message in a form it can carry."""
+    header = part.get("Content-Type")
+    params = getattr(header, "params", None) or {}
+    return part.get_content_type() + "".join(
+        _parameter(k, str(v)) for k, v in params.items() if MIME_ATTRIBUTE.fullmatch(k)
+    )
 
 
 def _decoded_text(part: Message) -> str:
@@ -94,22 +127,18 @@ def _attachment(part: Message, number: int) -> dict[str, str]:
         name = name.replace("\\", "/").rsplit("/", 1)[-1]
     if not name:
         name = f"attachment-{number}{mimetypes.guess_extension(content_type) or ''}"
-    return {"name": name, "type": content_type, "data": base64.b64encode(payload).decode()}
+    return {"name": name, "type": _content_type(part), "data": base64.b64encode(payload).decode()}
 
 
 def _recipients(message: EmailMessage, envelope_recipients: list[str]) -> dict[str, list[str]]:
-    to_header = {a.addr_spec.lower() for a in _addresses(message, "To")}
-    cc_header = {a.addr_spec.lower() for a in _addresses(message, "Cc")}
+    to_header = {a.addr_spec.lower() for a in _addresses(message, "To", "to")}
+    cc_header = {a.addr_spec.lower() for a in _addresses(message, "Cc", "cc")}
     to = [r for r in envelope_recipients if r.lower() in to_header]
     cc = [r for r in envelope_recipients if r.lower() in cc_header and r.lower() not in to_header]
     bcc = [r for r in envelope_recipients if r.lower() not in to_header and r.lower() not in cc_header]
-    if not to:
-        if len(envelope_recipients) == 1:
-            return {"to": list(envelope_recipients)}
-        raise ValidationFailed(
-            {"to": ["At least one envelope recipient must be named in the To header of a message to several."]}
-        )
-    recipients: dict[str, list[str]] = {"to": to}
+    if not to and len(envelope_recipients) == 1:
+        return {"to": list(envelope_recipients)}
+    recipients: dict[str, list[str]] = {"to": to} if to else {}
     if cc:
         recipients["cc"] = cc
     if bcc:

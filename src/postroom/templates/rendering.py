@@ -6,8 +6,10 @@ parts once per delivery job (``compile_send``) and renders them for each recipie
 
 What is rendered: ``html`` and ``amp_html`` with HTML escaping of ``{{ }}``; ``text``, ``subject`` and
 ``from_name`` without (they are not HTML). The sender address itself is never templated: it was checked against
-the team's approved domains when the send was accepted. Rendered header values (subject, from name) have CR, LF and
-NUL turned into spaces and are cut to their header limits, because substitution data is caller input.
+the team's approved domains when the send was accepted. Rendered header values (subject, from name) are checked with
+the same rule as every header value: substitution data is caller input, so when the send is accepted the subject
+and from name are rendered for each recipient and a line break or control character in any of them is a 422 naming
+the field (``check_headers``). They are cut to their header limits.
 
 The data of one recipient is the transmission's ``substitution_data`` overridden by the recipient's own values. The
 Lettr contract has no field for per-recipient data, so those are the reserved keys: ``address`` (an object with
@@ -18,11 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from postroom.core.headers import unsafe_message
 from postroom.emails.validation import MAX_BODY_PART, SendRequest
 from postroom.errors import ValidationFailed
 from postroom.templates.mergetags import (
@@ -45,7 +47,6 @@ _PARTS: tuple[tuple[str, bool], ...] = (
 """(SendRequest field, whether ``{{ }}`` output is HTML-escaped in it)."""
 
 _HEADER_LIMITS = {"subject": 998, "from_name": 255}
-_HEADER_UNSAFE = re.compile(r"[\r\n\x00]+")
 
 
 class GenerationFailed(Exception):
@@ -54,6 +55,10 @@ class GenerationFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class UnsafeHeader(GenerationFailed):
+    """A subject or from name rendered to a value no header may contain."""
 
 
 def personalises(request: SendRequest) -> bool:
@@ -128,21 +133,56 @@ def recipient_data(request: SendRequest, recipient: str) -> dict[str, Any]:
     }
 
 
+def _render_part(name: str, template: CompiledTemplate, escape: bool, data: Mapping[str, Any]) -> str:
+    """One part for one recipient; ``GenerationFailed`` when it cannot be rendered or is an unusable header."""
+    try:
+        value = template.render(data, escape_html=escape, limits=RENDER_LIMITS)
+    except RenderLimitExceeded as error:
+        raise GenerationFailed(f"Rendering the {name} exceeded a limit: {error}") from None
+    except Exception as error:  # a deterministic failure: a retry would fail the same way, so never retry
+        log.exception("rendering the %s failed", name)
+        raise GenerationFailed(f"Rendering the {name} failed: {type(error).__name__}") from None
+    if name in _HEADER_LIMITS:
+        problem = unsafe_message(name, value)
+        if problem is not None:
+            raise UnsafeHeader(problem)
+        value = value.strip()[: _HEADER_LIMITS[name]]
+    return value
+
+
+def check_headers(request: SendRequest) -> None:
+    """Refuse, at accept time, a templated send whose subject or from name renders to a line break or control
+    character for some recipient: a 422 naming the field and the recipient. A part that fails to render for
+    another reason is left to delivery, which records a ``generation_failure`` for that recipient."""
+    if not personalises(request):
+        return
+    errors: dict[str, list[str]] = {}
+    for name, _ in _PARTS:
+        source = getattr(request, name)
+        if name not in _HEADER_LIMITS or source is None or "{{" not in source:
+            continue
+        try:
+            template = compile_template(source)
+        except TemplateSyntaxError:
+            continue  # check_send names syntax errors
+        for recipient, _kind in request.recipients():
+            try:
+                _render_part(name, template, False, recipient_data(request, recipient))
+            except UnsafeHeader as failure:
+                errors[name] = [f"{failure.reason[:-1]}, as rendered for {recipient}."]
+                break
+            except GenerationFailed:
+                break
+    if errors:
+        raise ValidationFailed(errors)
+
+
 def personalise(compiled: CompiledSend, recipient: str) -> SendRequest:
     """The send as ``recipient`` gets it: every templated part rendered with the recipient's data."""
     data: Mapping[str, Any] = recipient_data(compiled.request, recipient)
     rendered: dict[str, Any] = {}
     for name, (template, escape) in compiled.parts.items():
-        try:
-            value = template.render(data, escape_html=escape, limits=RENDER_LIMITS)
-        except RenderLimitExceeded as error:
-            raise GenerationFailed(f"Rendering the {name} exceeded a limit: {error}") from None
-        except Exception as error:  # a deterministic failure: a retry would fail the same way, so never retry
-            log.exception("rendering the %s failed", name)
-            raise GenerationFailed(f"Rendering the {name} failed: {type(error).__name__}") from None
-        if name in _HEADER_LIMITS:
-            value = _HEADER_UNSAFE.sub(" ", value).strip()[: _HEADER_LIMITS[name]]
-        rendered[name] = value
+        rendered[name] = _render_part(name, template, escape, data)
     if "from_name" in rendered and not rendered["from_name"]:
         rendered["from_name"] = None  # an empty display name means none
     return dataclasses.replace(compiled.request, **rendered)

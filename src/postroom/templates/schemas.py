@@ -3,7 +3,6 @@ contract's messages, and the response bodies the SDKs parse (required keys alway
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -11,6 +10,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from postroom.core.clock import iso_resource
+from postroom.core.headers import SAFE_CHARACTER, unsafe_message
 from postroom.core.ids import MAX_ROW_ID
 from postroom.core.openapi import Pagination, RowId, Timestamp
 from postroom.errors import ValidationFailed
@@ -23,7 +23,6 @@ MAX_CONTENT = 5 * 1024 * 1024
 
 _CREATE_FIELDS = frozenset({"name", "html", "json", "subject", "project_id", "folder_id", "purpose"})
 _UPDATE_FIELDS = frozenset({"name", "html", "json", "subject", "project_id", "purpose"})
-_HEADER_UNSAFE = re.compile(r"[\r\n\x00]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +109,9 @@ def _content(body: dict[str, Any], errors: _Errors) -> tuple[str | None, str | N
 
 def _subject(body: dict[str, Any], errors: _Errors) -> str | None:
     subject = _text(body, "subject", errors, maximum=MAX_SUBJECT)
-    if subject is not None and _HEADER_UNSAFE.search(subject):
-        errors.add("subject", "The subject must not contain line breaks.")
+    problem = None if subject is None else unsafe_message("subject", subject)
+    if problem is not None:
+        errors.add("subject", problem)
         return None
     return subject
 
@@ -122,8 +122,9 @@ def _name(body: dict[str, Any], errors: _Errors, *, required: bool) -> str | Non
         name = None
     if name is None and required and "name" not in errors.errors:
         errors.add("name", "The name field is required.")
-    if name is not None and _HEADER_UNSAFE.search(name):
-        errors.add("name", "The name must not contain line breaks.")
+    problem = None if name is None else unsafe_message("name", name)  # the subject of sends without one
+    if problem is not None:
+        errors.add("name", problem)
     return name.strip() if name else None
 
 
@@ -258,8 +259,10 @@ def folder_body(folder: FolderRecord) -> dict[str, Any]:
 
 # -- OpenAPI documentation (postroom.core.openapi): what the parsers above accept and the bodies above are ---------
 
-_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME, pattern=r"^[^\r\n\x00]*\S[^\r\n\x00]*$")]
-_Subject = Annotated[str, msgspec.Meta(max_length=MAX_SUBJECT, pattern=r"^[^\r\n\x00]*$")]
+_Name = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=MAX_NAME, pattern=f"^{SAFE_CHARACTER}*\\S{SAFE_CHARACTER}*$")
+]
+_Subject = Annotated[str, msgspec.Meta(max_length=MAX_SUBJECT, pattern=f"^{SAFE_CHARACTER}*$")]
 _Content = Annotated[str, msgspec.Meta(max_length=MAX_CONTENT)]
 
 

@@ -469,8 +469,8 @@ def template_html(conn: Connection, *, team_id: int, project_id: int, slug: str)
 def resolve_for_send(conn: Connection, *, team_id: int, project_id: int, request: SendRequest) -> SendRequest:
     """The send with the template's content in it: its HTML replaces ``html``; the subject is the caller's, else
     the version's, else the template's name; ``template_version`` is the version used. 404 ``template_not_found``
-    with Lettr's messages when the template or version is missing; 422 when it cannot be sent or a part given
-    with it has a merge-tag syntax error."""
+    with Lettr's messages when the template or version is missing; 422 when it cannot be sent, a part given
+    with it has a merge-tag syntax error, or its subject or from name renders to a value no header may hold."""
     slug = request.template_slug
     assert slug is not None  # noqa: S101 - only called for templated sends
     row = queries.template_by_slug(conn, team_id, project_id, slug)
@@ -502,4 +502,6 @@ def resolve_for_send(conn: Connection, *, team_id: int, project_id: int, request
     # (this runs inside the accepting transaction, so a large template is not compiled again here).
     own_subject = None if not request.subject and version.subject else subject
     rendering.check_send(dataclasses.replace(request, html=None, subject=own_subject))
-    return dataclasses.replace(request, html=version.html, subject=subject, template_version=number)
+    resolved = dataclasses.replace(request, html=version.html, subject=subject, template_version=number)
+    rendering.check_headers(resolved)
+    return resolved
