@@ -86,6 +86,18 @@ class Settings:
     """``POSTROOM_DATABASE_POOL_SIZE``: PostgreSQL connections a process may open per pool (it has two, reads and
     writes, plus one for pgqueuer in a worker and up to 4 for rate limits in an API process); keep the sum over
     every process under the server's ``max_connections``."""
+    database_connect_timeout_seconds: float = 2.0
+    """``POSTROOM_DATABASE_CONNECT_TIMEOUT``: seconds to open a PostgreSQL connection before the request is answered
+    503; a database that is down or unreachable costs a request at most about this long."""
+    database_statement_timeout_seconds: float = 5.0
+    """``POSTROOM_DATABASE_STATEMENT_TIMEOUT``: PostgreSQL's ``statement_timeout`` for every statement Postroom runs
+    (schema migrations excepted); a statement over it is cancelled and its request answered 503."""
+    database_pool_timeout_seconds: float = 3.0
+    """``POSTROOM_DATABASE_POOL_TIMEOUT``: seconds a request waits for a free pooled connection before 503."""
+    worker_reconnect_seconds: int = 300
+    """``POSTROOM_WORKER_RECONNECT_TIMEOUT``: how long (seconds) a dispatcher that lost its database keeps
+    reconnecting (with capped, jittered backoff) before the process exits with status 75 for its service manager
+    to restart it."""
     api_processes: int = 1
     """``POSTROOM_API_PROCESSES`` (or ``postroom api --processes``): how many processes ``postroom api`` answers
     with, on one port; about one per core."""
@@ -171,6 +183,20 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, m
     return value
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number of seconds (fractions allowed), at most an hour."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 < value <= 3600:
+        raise ConfigError(f"{name} must be greater than 0 and at most 3600, got {raw}")
+    return value
+
+
 def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
     raw = (env.get(name) or "").strip()
     if not raw:
@@ -253,6 +279,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "worker_lease_seconds": _int(env, "POSTROOM_WORKER_LEASE", 300, minimum=1),
         "worker_shutdown_seconds": _int(env, "POSTROOM_WORKER_SHUTDOWN_TIMEOUT", 30, minimum=0, maximum=3600),
         "database_pool_size": _int(env, "POSTROOM_DATABASE_POOL_SIZE", 20, minimum=1, maximum=1000),
+        "database_connect_timeout_seconds": _seconds(env, "POSTROOM_DATABASE_CONNECT_TIMEOUT", 2.0),
+        "database_statement_timeout_seconds": _seconds(env, "POSTROOM_DATABASE_STATEMENT_TIMEOUT", 5.0),
+        "database_pool_timeout_seconds": _seconds(env, "POSTROOM_DATABASE_POOL_TIMEOUT", 3.0),
+        "worker_reconnect_seconds": _int(env, "POSTROOM_WORKER_RECONNECT_TIMEOUT", 300, minimum=1),
         "api_processes": _int(env, "POSTROOM_API_PROCESSES", 1),  # its range is checked below, flag included
         "rate_limit": _rate_limit(env, "POSTROOM_RATE_LIMIT", "1000/second"),
         "send_rate_limit": _rate_limit(env, "POSTROOM_SEND_RATE_LIMIT", "1000/second"),

@@ -14,11 +14,23 @@ class Health(msgspec.Struct):
     timestamp: Timestamp
 
 
+class DispatcherState(msgspec.Struct):
+    """The dispatcher of a process that runs one (``postroom serve``): whether it reaches its database, when it last
+    claimed work, how many work items are due and how long the oldest has waited (null when the database could not
+    be asked)."""
+
+    connected: bool
+    last_claim_at: Timestamp | None
+    backlog: int | None
+    oldest_due_age_seconds: float | None
+
+
 class Readiness(msgspec.Struct):
-    """``status`` is ``ready``."""
+    """``status`` is ``ready``; ``dispatcher`` only in a process that runs one."""
 
     status: str
     timestamp: Timestamp
+    dispatcher: DispatcherState | None = None
 
 
 class KeyCheck(msgspec.Struct):
