@@ -86,7 +86,7 @@ class Settings:
     """``POSTROOM_DATABASE_POOL_SIZE``: PostgreSQL connections a process may open per pool (it has two, reads and
     writes, plus one for pgqueuer in a worker and up to 4 for rate limits in an API process); keep the sum over
     every process under the server's ``max_connections``."""
-    database_connect_timeout_seconds: float = 2.0
+    database_connect_timeout_seconds: float = 1.5
     """``POSTROOM_DATABASE_CONNECT_TIMEOUT``: seconds to open a PostgreSQL connection before the request is answered
     503; a database that is down or unreachable costs a request at most about this long."""
     database_statement_timeout_seconds: float = 5.0
@@ -279,7 +279,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "worker_lease_seconds": _int(env, "POSTROOM_WORKER_LEASE", 300, minimum=1),
         "worker_shutdown_seconds": _int(env, "POSTROOM_WORKER_SHUTDOWN_TIMEOUT", 30, minimum=0, maximum=3600),
         "database_pool_size": _int(env, "POSTROOM_DATABASE_POOL_SIZE", 20, minimum=1, maximum=1000),
-        "database_connect_timeout_seconds": _seconds(env, "POSTROOM_DATABASE_CONNECT_TIMEOUT", 2.0),
+        "database_connect_timeout_seconds": _seconds(env, "POSTROOM_DATABASE_CONNECT_TIMEOUT", 1.5),
         "database_statement_timeout_seconds": _seconds(env, "POSTROOM_DATABASE_STATEMENT_TIMEOUT", 5.0),
         "database_pool_timeout_seconds": _seconds(env, "POSTROOM_DATABASE_POOL_TIMEOUT", 3.0),
         "worker_reconnect_seconds": _int(env, "POSTROOM_WORKER_RECONNECT_TIMEOUT", 300, minimum=1),

@@ -225,7 +225,7 @@ class Timeouts:
     """How long a PostgreSQL connection may take to open, a statement to run, a request to wait for the pool
     (seconds; see ``Settings``), so that a database that is down answers 503 fast instead of holding requests."""
 
-    connect: float = 2.0
+    connect: float = 1.5
     statement: float = 5.0
     pool: float = 3.0
 

@@ -81,7 +81,7 @@ class PgQueuerDispatcher:
         concurrency: int = 16,
         lease: timedelta = timedelta(minutes=5),
         reconcile_interval: timedelta = RECONCILE_INTERVAL,
-        connect_timeout: float = 2.0,
+        connect_timeout: float = 1.5,
         give_up_after: timedelta = timedelta(minutes=5),
     ) -> None:
         self._db = db
