@@ -21,6 +21,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ MIN_FREE_BYTES = 1024 * 1024
 """Below this much free space on its file system, an SQLite database is reported as full before a write fails."""
 WRITE_PROBLEMS = frozenset({"disk_full", "read_only", "io_error"})
 """Reasons a write fails that say every write will fail until something changes."""
+WRITE_PROBLEM_SECONDS = 30.0
 
 HEAD_REVISION = "0010"
 """The newest revision in ``migrations/versions`` (a test holds it to alembic's own answer)."""
@@ -102,20 +104,21 @@ class Database(ABC):
 
     _background: set[asyncio.Future[Any]]
 
-    _write_failure: str | None = None
+    _write_failure: tuple[str, float] | None = None
 
     def write_problem(self) -> str | None:
         """Why writes cannot succeed now (``disk_full``, ``read_only``, ``io_error``), or None: the reason the last
-        write failed for, until a write succeeds again. Readiness reports it."""
-        return self._write_failure
+        write failed for, until a write succeeds or ``WRITE_PROBLEM_SECONDS`` pass without another such failure
+        (a process taken out of rotation gets no writes to prove it has recovered). Readiness reports it."""
+        failure = self._write_failure
+        if failure is None or time.monotonic() - failure[1] > WRITE_PROBLEM_SECONDS:
+            return None
+        return failure[0]
 
-    def _watch_write(self, error: BaseException | None) -> None:
-        if error is None:
-            self._write_failure = None
-            return
+    def _watch_write(self, error: BaseException) -> None:
         reason = unavailable_reason(error)
         if reason in WRITE_PROBLEMS:
-            self._write_failure = reason
+            self._write_failure = (reason, time.monotonic())
 
     async def drain(self) -> None:
         """Wait for background writes (at shutdown and in tests)."""
@@ -172,7 +175,8 @@ class SQLiteDatabase(Database):
             return super().write_problem()
         if stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES:
             return "disk_full"
-        return super().write_problem()
+        problem = super().write_problem()
+        return None if problem == "disk_full" else problem  # space is back: the next write will tell
 
     async def migrate(self, then: UnitOfWork[None] | None = None) -> None:
         def run() -> None:
