@@ -71,6 +71,17 @@ def reconcile(conn: Connection, *, now: datetime, limit: int = 1000) -> int:
     return len(rows)
 
 
+async def release_picked(connection: asyncpg.Connection, table: str, queue_manager_id: Any) -> None:
+    """Make the jobs a lost queue manager had picked look abandoned, so the next dequeue takes them at once rather
+    than once their heartbeat is ``heartbeat_timeout`` old. A job whose item is in fact still running here finds
+    the item leased by this worker and ends without doing anything."""
+    await connection.execute(
+        f"UPDATE {table} SET heartbeat = NOW() - interval '1 day' "  # noqa: S608 - pgqueuer's own table name
+        "WHERE status = 'picked' AND queue_manager_id = $1",
+        queue_manager_id,
+    )
+
+
 class PgQueuerDispatcher:
     def __init__(
         self,
@@ -136,7 +147,11 @@ class PgQueuerDispatcher:
         manager: QueueManager | None = None
         running: asyncio.Task[None] | None = None
         try:
-            manager = self._manager = QueueManager(Queries(AsyncpgDriver(connection)))
+            previous = self._manager
+            queries_ = Queries(AsyncpgDriver(connection))
+            if previous is not None:  # the jobs the lost connection had picked are taken again now
+                await release_picked(connection, queries_.qbe.settings.queue_table, previous.queue_manager_id)
+            manager = self._manager = QueueManager(queries_)
             if self._stopping:
                 manager.shutdown.set()
             for kind in self._handlers:
