@@ -4,8 +4,10 @@ may succeed), not a 500; once the database is back, the same server answers norm
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -13,6 +15,7 @@ import sqlalchemy.exc
 from sqlalchemy import text
 
 from tests.conftest import PG_ADMIN_URL, Backend, Server, bearer, http_from
+from tests.support.tcp_proxy import TcpProxy
 
 
 @pytest.fixture
@@ -70,3 +73,47 @@ def test_an_unreachable_database_is_503_and_the_server_recovers(own_backend: Bac
         assert refused.headers["Retry-After"] == "1"
         assert http.get(pg_server.api_url + "/projects", headers=bearer(key)).status_code == 200
     assert "unhandled error" not in pg_server.log_text()
+
+
+@pytest.fixture
+def proxied_pg_server(own_backend: Backend, tmp_path: Path) -> Iterator[tuple[Server, TcpProxy]]:
+    """A server whose every database connection goes through a proxy the test can turn into a black hole."""
+    if own_backend.name != "postgres":
+        pytest.skip("a PostgreSQL outage")
+    url = own_backend.env["POSTROOM_DATABASE_URL"]
+    address = urlsplit(url)
+    assert address.hostname is not None and address.port is not None
+    proxy = TcpProxy((address.hostname, address.port))
+    proxied = url.replace(f"@{address.hostname}:{address.port}/", f"@127.0.0.1:{proxy.port}/")
+    server = Server(own_backend, tmp_path / "server.log", env={"POSTROOM_DATABASE_URL": proxied}).start()
+    yield server, proxy
+    server.stop()
+    proxy.close()
+
+
+def test_an_unreachable_database_answers_503_fast_instead_of_hanging(
+    own_backend: Backend, proxied_pg_server: tuple[Server, TcpProxy]
+) -> None:
+    server, proxy = proxied_pg_server
+    key = own_backend.create_key().key
+    with http_from() as http:
+        assert http.get(server.api_url + "/projects", headers=bearer(key)).status_code == 200
+        proxy.cut()  # the host is gone: open connections reset, new ones never answered
+        try:
+            for _ in range(4):  # the first finds its pooled connection dead, the rest time out connecting
+                started = time.monotonic()
+                response = http.get(server.api_url + "/projects", headers=bearer(key), timeout=15)
+                took = time.monotonic() - started
+                assert response.status_code == 503, response.text
+                assert response.json()["error_code"] == "service_unavailable"
+                assert took < 2.0, f"answered after {took:.2f} s"
+            ready = http.get(server.api_url + "/health/ready", timeout=15)
+            assert ready.status_code == 503
+            assert ready.json()["reason"] == "database_unreachable"
+        finally:
+            proxy.restore()
+        deadline = time.monotonic() + 30
+        while http.get(server.api_url + "/projects", headers=bearer(key)).status_code != 200:
+            assert time.monotonic() < deadline, "the server did not recover"
+            time.sleep(0.1)
+    assert "unhandled error" not in server.log_text()
