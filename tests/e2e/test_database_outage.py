@@ -110,6 +110,10 @@ def test_an_unreachable_database_answers_503_fast_instead_of_hanging(
             ready = http.get(server.api_url + "/health/ready", timeout=15)
             assert ready.status_code == 503
             assert ready.json()["reason"] == "database_unreachable"
+            page = http.get(server.base_url + "/invite/" + "x" * 40, timeout=15)  # a page that reads the database
+            assert page.status_code == 503
+            assert page.headers["Retry-After"] == "1"
+            assert "Temporarily unavailable" in page.text and "Traceback" not in page.text
         finally:
             proxy.restore()
         deadline = time.monotonic() + 30
