@@ -183,31 +183,27 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, m
     return value
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    """A positive number of seconds (fractions allowed), at most an hour."""
+def _bounded_float(env: Mapping[str, str], name: str, default: float, *, maximum: float, what: str) -> float:
+    """A number greater than 0 and at most ``maximum``; ``what`` names it in the error."""
     raw = (env.get(name) or "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if not 0 < value <= 3600:
-        raise ConfigError(f"{name} must be greater than 0 and at most 3600, got {raw}")
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
+    if not 0 < value <= maximum:
+        raise ConfigError(f"{name} must be greater than 0 and at most {maximum:g}, got {raw}")
     return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number of seconds (fractions allowed), at most an hour."""
+    return _bounded_float(env, name, default, maximum=3600, what="a number of seconds")
 
 
 def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not 0 < value <= 1:
-        raise ConfigError(f"{name} must be greater than 0 and at most 1, got {raw}")
-    return value
+    return _bounded_float(env, name, default, maximum=1, what="a number")
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:

@@ -3,18 +3,17 @@ may succeed), not a 500; once the database is back, the same server answers norm
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
 import sqlalchemy.exc
 from sqlalchemy import text
 
-from tests.conftest import PG_ADMIN_URL, Backend, Server, bearer, http_from
+from tests.conftest import Backend, Server, bearer, http_from
+from tests.support.postgres_instance import cut_off, let_in
 from tests.support.tcp_proxy import TcpProxy
 
 
@@ -26,17 +25,6 @@ def pg_server(own_backend: Backend, tmp_path: Path) -> Iterator[Server]:
     server = Server(own_backend, tmp_path / "server.log").start()
     yield server
     server.stop()
-
-
-def _admin(sql: str) -> None:
-    async def run() -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
 
 
 def _reconnect(backend: Backend) -> None:
@@ -57,16 +45,11 @@ def test_an_unreachable_database_is_503_and_the_server_recovers(own_backend: Bac
     key = backend.create_key().key
     with http_from() as http:
         assert http.get(pg_server.api_url + "/projects", headers=bearer(key)).status_code == 200
-        _admin(f'ALTER DATABASE "{database}" CONNECTION LIMIT 0')
         try:
-            # End every session on the database: the server's pooled connections die, and no new one is allowed.
-            _admin(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
-            )
+            cut_off(database)  # the server's pooled connections die, and no new one is allowed
             refused = http.get(pg_server.api_url + "/projects", headers=bearer(key))
         finally:
-            _admin(f'ALTER DATABASE "{database}" CONNECTION LIMIT -1')
+            let_in(database)
             _reconnect(backend)
         assert refused.status_code == 503, refused.text
         assert refused.json()["error_code"] == "service_unavailable"

@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL cluster of a test's own (initdb + pg_ctl in a temporary directory, on a free port), for
+"""PostgreSQL outages for tests. ``cut_off`` / ``let_in`` take one database of the shared test cluster away and back
+(every session ended, no new one allowed). ``PostgresInstance`` is a throwaway PostgreSQL cluster of a test's own (initdb + pg_ctl in a temporary directory, on a free port), for
 tests that stop and start the database server: the shared test cluster is never restarted.
 
 The cluster belongs to an unprivileged owner (``postgres`` when the tests run as root, else the current user);
@@ -7,6 +8,7 @@ The cluster belongs to an unprivileged owner (``postgres`` when the tests run as
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import shutil
@@ -14,7 +16,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.conftest import free_port
+import asyncpg
+
+from tests.conftest import PG_ADMIN_URL, free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -62,3 +66,29 @@ class PostgresInstance:
             except subprocess.CalledProcessError:
                 pass
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def admin_sql(sql: str, url: str = PG_ADMIN_URL) -> None:
+    """Run one statement as the test cluster's administrator."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def cut_off(database: str) -> None:
+    """No new session on ``database``, and every current one (servers' pools, workers' listeners) ended."""
+    admin_sql(f'ALTER DATABASE "{database}" CONNECTION LIMIT 0')
+    admin_sql(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+    )
+
+
+def let_in(database: str) -> None:
+    admin_sql(f'ALTER DATABASE "{database}" CONNECTION LIMIT -1')

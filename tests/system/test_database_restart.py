@@ -10,7 +10,6 @@ test cluster is never restarted. The termination tests use the shared cluster, o
 
 from __future__ import annotations
 
-import asyncio
 import smtplib
 import threading
 import time
@@ -18,13 +17,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
 from tests.conftest import PG_ADMIN_URL, Backend, LoopThread, Server, _make_backend, free_port
 from tests.e2e.test_smtp_relay import auth_plain
-from tests.support.postgres_instance import PostgresInstance
+from tests.support.postgres_instance import PostgresInstance, cut_off, let_in
 from tests.support.smtp_sink import SmtpSink
 from tests.system.cluster import ApiProcess, PostroomProcess, WorkerProcess, ensure_sending_domain
 
@@ -213,30 +211,6 @@ def test_a_postgres_restart_mid_run_loses_nothing_and_no_worker_needs_a_restart(
         api.terminate()
 
 
-def _admin(sql: str) -> None:
-    async def run() -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
-def _cut_off(database: str) -> None:
-    """No new session on ``database``, and every current one (the API's, the worker's listener) ended."""
-    _admin(f'ALTER DATABASE "{database}" CONNECTION LIMIT 0')
-    _admin(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
-    )
-
-
-def _let_in(database: str) -> None:
-    _admin(f'ALTER DATABASE "{database}" CONNECTION LIMIT -1')
-
-
 def test_serve_on_postgres_survives_every_backend_terminated(
     own_backend: Backend, sink: SmtpSink, tmp_path: Path
 ) -> None:
@@ -254,7 +228,7 @@ def test_serve_on_postgres_survives_every_backend_terminated(
         assert ready["dispatcher"]["connected"] is True
         load = Load(server.api_url, key, total, threads=4).start()
         _wait(lambda: load.accepted >= 100, 60, "the API accepted too little before the outage")
-        _cut_off(database)
+        cut_off(database)
         stopped = time.monotonic()
         try:
             unavailable = load.statuses[503]
@@ -268,7 +242,7 @@ def test_serve_on_postgres_survives_every_backend_terminated(
                 code, reply = auth_plain(client, key)
             assert (code, reply[:5]) == (451, "4.3.0"), reply  # temporary: the client tries again later
         finally:
-            _let_in(database)
+            let_in(database)
         returned = time.monotonic()
         load.join(timeout=120)
         expected = {f"r{i}@example.test" for i in range(total)}
@@ -296,12 +270,12 @@ def test_a_worker_whose_database_stays_away_exits_75_for_its_service_manager(
     worker = WorkerProcess(_env(backend, sink, POSTROOM_WORKER_RECONNECT_TIMEOUT="3"), tmp_path / "w.log").start()
     try:
         _wait(lambda: "worker started" in worker.log_text(), 30, "the worker did not start")
-        _cut_off(database)
+        cut_off(database)
         try:
             assert worker.process is not None
             status = worker.process.wait(timeout=60)
         finally:
-            _let_in(database)
+            let_in(database)
     finally:
         worker.terminate()
     assert status == 75, worker.log_text()
