@@ -16,6 +16,7 @@ import logging
 import secrets
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -27,6 +28,7 @@ from sqlalchemy.util import await_
 
 from postroom.core.clock import utcnow
 from postroom.db.engine import Database
+from postroom.db.errors import database_unavailable
 from postroom.jobs import queries
 from postroom.jobs.base import (
     Backoff,
@@ -42,6 +44,8 @@ log = logging.getLogger("postroom.jobs")
 
 RECONCILE_INTERVAL = timedelta(minutes=1)
 SHUTDOWN_GRACE_SECONDS = 30.0
+CLAIM_ATTEMPTS = 8
+"""Tries at claiming a job's work item while the database is unavailable (about 20 s with the backoff)."""
 POLL_INTERVAL = timedelta(seconds=1)
 """NOTIFY wakes a worker for new jobs; a job that becomes due later (a retry, a scheduled send) is polled for."""
 
@@ -217,15 +221,25 @@ class PgQueuerDispatcher:
         await asyncio.shield(task)
 
     async def _claim_and_run(self, item_id: int) -> None:
-        now = utcnow()
-        token, lease_until = self._token, now + self._lease
-        row = await self._db.write(
-            lambda conn: queries.claim_one(conn, item_id=item_id, now=now, lease_until=lease_until, token=token)
-        )
+        retry = Backoff()
+        for attempt in range(CLAIM_ATTEMPTS):
+            now = utcnow()
+            try:
+                row = await self._db.write(partial(self._claim, item_id=item_id, now=now))
+                break
+            except Exception as exc:
+                # A pool whose connections died answers the first use with an error and reconnects for the next:
+                # the job stays ours rather than waiting for the reconciler.
+                if attempt == CLAIM_ATTEMPTS - 1 or not database_unavailable(exc):
+                    raise
+                await asyncio.sleep(retry.next())
         if row is None:
             return  # done already, or a live worker holds it
         self.status.last_claim_at = now
-        await execute(self._db, self._handlers, work_item(row), token)
+        await execute(self._db, self._handlers, work_item(row), self._token)
+
+    def _claim(self, conn: Connection, *, item_id: int, now: datetime) -> Any:
+        return queries.claim_one(conn, item_id=item_id, now=now, lease_until=now + self._lease, token=self._token)
 
     async def _reconcile_forever(self) -> None:
         while True:
