@@ -142,12 +142,15 @@ def loop_thread() -> Iterator[LoopThread]:
     loop.stop()
 
 
-def _make_backend(name: str, tmp: Path, loop: LoopThread) -> Backend:
+def _make_backend(name: str, tmp: Path, loop: LoopThread, *, admin_url: str | None = None) -> Backend:
+    """A fresh database: an SQLite file in ``tmp``, or a new database on ``admin_url``'s PostgreSQL (default: the
+    test cluster of ``POSTROOM_TEST_POSTGRES_URL``)."""
+    admin_url = admin_url or PG_ADMIN_URL
     cleanup: list[Callable[[], None]] = []
     # Every process of one backend (server, CLI, workers) shares the data directory and the server secret.
     env = {"POSTROOM_DATA_DIR": str(tmp / "data"), "POSTROOM_SECRET_KEY": secrets.token_hex(32)}
     if name != "sqlite":
-        if not PG_ADMIN_URL:
+        if not admin_url:
             if os.environ.get("POSTROOM_REQUIRE_POSTGRES") == "1":
                 pytest.fail("POSTROOM_REQUIRE_POSTGRES=1 but POSTROOM_TEST_POSTGRES_URL is not set")
             pytest.skip("PostgreSQL not configured (set POSTROOM_TEST_POSTGRES_URL; see scripts/postgres.sh)")
@@ -156,7 +159,7 @@ def _make_backend(name: str, tmp: Path, loop: LoopThread) -> Backend:
         database = f"postroom_test_{secrets.token_hex(4)}"
 
         async def admin(sql: str) -> None:
-            conn = await asyncpg.connect(PG_ADMIN_URL)
+            conn = await asyncpg.connect(admin_url)
             try:
                 await conn.execute(sql)
             finally:
@@ -164,7 +167,7 @@ def _make_backend(name: str, tmp: Path, loop: LoopThread) -> Backend:
 
         loop.run(admin(f'CREATE DATABASE "{database}"'))
         cleanup.append(lambda: loop.run(admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')))
-        env["POSTROOM_DATABASE_URL"] = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+        env["POSTROOM_DATABASE_URL"] = admin_url.rsplit("/", 1)[0] + "/" + database
     settings = load_settings(env)
     db = open_database(settings)
     loop.run(db.migrate(_ensure_default))

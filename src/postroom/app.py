@@ -11,8 +11,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
-import sqlalchemy.exc
 from litestar import Litestar, Request, Response, Router
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -37,9 +35,11 @@ from postroom.config import Settings
 from postroom.core.routes import assign_route_table
 from postroom.dashboard import routes as dashboard
 from postroom.db.engine import Database
+from postroom.db.errors import database_unavailable
 from postroom.domains import api as domains_api
 from postroom.emails import api as emails_api
 from postroom.errors import DatabaseUnavailable, MethodNotAllowed, NotFound, PostroomError, ValidationFailed
+from postroom.jobs.base import Dispatcher
 from postroom.observability import metrics as prom
 from postroom.system import api as system_api
 from postroom.system.metrics import metrics
@@ -48,13 +48,6 @@ from postroom.templates import api as templates_api
 from postroom.webhooks import api as webhooks_api
 
 log = logging.getLogger("postroom.app")
-
-_POSTGRES_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.InterfaceError,
-)
 
 MAX_REQUEST_BODY = 12 * 1024 * 1024
 """Larger bodies get 413 before they are read: 10 MB of attachments plus the rest of a send."""
@@ -97,19 +90,6 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
         exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error"
     )
     return Response(content=body, status_code=exc.status_code, headers=dict(exc.headers or {}))
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database could not be reached (or has no connection to spare), as opposed to a
-    fault in what we asked of it: the first is worth a retry (503), the second is a bug (500)."""
-    if isinstance(exc, sqlalchemy.exc.TimeoutError):  # no pooled connection came free in time
-        return True
-    if not isinstance(exc, sqlalchemy.exc.DBAPIError):
-        return False
-    if exc.connection_invalidated or isinstance(exc, sqlalchemy.exc.InterfaceError):
-        return True
-    cause = exc.orig.__cause__ if exc.orig is not None else None
-    return isinstance(cause, (OSError, *_POSTGRES_UNAVAILABLE))
 
 
 def _unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -181,6 +161,7 @@ def build_app(
     on_shutdown: list[Callable[[], Any]] | None = None,
     wake_worker: Callable[[], None] | None = None,
     metrics_dir: str | None = None,
+    dispatcher: Dispatcher | None = None,
 ) -> Litestar:
     """The web application; ``wake_worker`` is called after a send commits (the embedded worker's doorbell).
 
@@ -210,6 +191,7 @@ def build_app(
                 "rate_limiter": rate_limiter,
                 "wake_worker": wake_worker or (lambda: None),
                 "metrics_dir": metrics_dir,
+                "dispatcher": dispatcher,  # readiness and /metrics report it
             }
         ),
         request_max_body_size=MAX_REQUEST_BODY,

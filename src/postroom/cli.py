@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import socket
@@ -486,6 +487,19 @@ def _background_work(db: Database, settings: Settings) -> tuple[Any, Callable[[]
     return dispatcher, lambda: [deliver_forever(), run_maintenance(db, settings)]
 
 
+EXIT_DISPATCHER_FAILED = 75
+"""Exit status of a ``worker`` or ``serve`` whose dispatcher stopped for good (its database stayed out of reach past
+``POSTROOM_WORKER_RECONNECT_TIMEOUT``): EX_TEMPFAIL, for the service manager to restart it."""
+
+
+def _dispatcher_failure(task: asyncio.Task[Any]) -> str | None:
+    """Why the dispatcher's task ended, or None when it was cancelled (a shutdown)."""
+    if task.cancelled():
+        return None
+    error = task.exception()
+    return f"{type(error).__name__}: {error}" if error is not None else "it returned"
+
+
 def _serve(
     settings: Settings,
     *,
@@ -513,8 +527,20 @@ def _serve(
     dispatcher, work = _background_work(db, settings) if with_worker else (None, list)
     tasks: list[asyncio.Task[None]] = []
 
+    exit_status = 0
+
+    def dispatcher_ended(task: asyncio.Task[Any]) -> None:
+        nonlocal exit_status
+        failure = _dispatcher_failure(task)
+        if failure is not None and not server.should_exit:
+            print(f"Postroom dispatcher stopped ({failure}); exiting", file=sys.stderr, flush=True)
+            exit_status = EXIT_DISPATCHER_FAILED
+            server.should_exit = True
+
     async def start_worker() -> None:
         tasks.extend(asyncio.create_task(coroutine) for coroutine in work())
+        if tasks:
+            tasks[0].add_done_callback(dispatcher_ended)
 
     smtp_sockets = _smtp_sockets(settings) if with_smtp else {}
     smtp_listeners: list[Any] = []
@@ -550,6 +576,7 @@ def _serve(
         on_shutdown=[stop],
         wake_worker=None if dispatcher is None else dispatcher.wake,
         metrics_dir=metrics_dir,
+        dispatcher=dispatcher,
     )
     config = uvicorn.Config(
         app,
@@ -566,8 +593,9 @@ def _serve(
         _warn_about_mail_identity(settings)
     if smtp_sockets:
         _print_smtp_ports(settings, smtp_sockets)
-    uvicorn.Server(config).run(sockets=[http_socket])
-    return 0
+    server = uvicorn.Server(config)
+    server.run(sockets=[http_socket])
+    return exit_status
 
 
 def _warn_about_mail_identity(settings: Settings) -> None:
@@ -695,7 +723,7 @@ def _worker(settings: Settings) -> int:
     configure_logging(settings.log_level)
     _migrate_schema(settings)
 
-    async def run() -> None:
+    async def run() -> int:
         db = open_database(settings)
         dispatcher, work = _background_work(db, settings)
         tasks = [asyncio.create_task(coroutine) for coroutine in work()]
@@ -706,16 +734,22 @@ def _worker(settings: Settings) -> int:
         _freeze_startup_heap()
         print(f"Postroom {__version__} worker started", file=sys.stderr, flush=True)
         _warn_about_mail_identity(settings)
-        await stopping.wait()
-        released = await dispatcher.shutdown(settings.worker_shutdown_seconds)
+        signalled = asyncio.create_task(stopping.wait())
+        await asyncio.wait({signalled, tasks[0]}, return_when=asyncio.FIRST_COMPLETED)
+        failure = None if signalled.done() else _dispatcher_failure(tasks[0])
+        signalled.cancel()
+        if failure is not None:
+            print(f"Postroom worker: dispatcher stopped ({failure}); exiting", file=sys.stderr, flush=True)
+        released = await dispatcher.shutdown(settings.worker_shutdown_seconds if failure is None else 0)
         print(f"Postroom worker stopping; {released} unfinished work item(s) released", file=sys.stderr, flush=True)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await db.close()
+        with contextlib.suppress(Exception):  # a database that is gone cannot be closed cleanly
+            await db.close()
+        return 0 if failure is None else EXIT_DISPATCHER_FAILED
 
-    asyncio.run(run())
-    return 0
+    return asyncio.run(run())
 
 
 def _listen_socket(host: str, port: int) -> socket.socket:

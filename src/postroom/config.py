@@ -88,6 +88,18 @@ class Settings:
     """``POSTROOM_DATABASE_POOL_SIZE``: PostgreSQL connections a process may open per pool (it has two, reads and
     writes, plus one for pgqueuer in a worker and up to 4 for rate limits in an API process); keep the sum over
     every process under the server's ``max_connections``."""
+    database_connect_timeout_seconds: float = 1.5
+    """``POSTROOM_DATABASE_CONNECT_TIMEOUT``: seconds to open a PostgreSQL connection before the request is answered
+    503; a database that is down or unreachable costs a request at most about this long."""
+    database_statement_timeout_seconds: float = 5.0
+    """``POSTROOM_DATABASE_STATEMENT_TIMEOUT``: PostgreSQL's ``statement_timeout`` for every statement Postroom runs
+    (schema migrations excepted); a statement over it is cancelled and its request answered 503."""
+    database_pool_timeout_seconds: float = 3.0
+    """``POSTROOM_DATABASE_POOL_TIMEOUT``: seconds a request waits for a free pooled connection before 503."""
+    worker_reconnect_seconds: int = 300
+    """``POSTROOM_WORKER_RECONNECT_TIMEOUT``: how long (seconds) a dispatcher that lost its database keeps
+    reconnecting (with capped, jittered backoff) before the process exits with status 75 for its service manager
+    to restart it."""
     api_processes: int = 1
     """``POSTROOM_API_PROCESSES`` (or ``postroom api --processes``): how many processes ``postroom api`` answers
     with, on one port; about one per core."""
@@ -173,17 +185,27 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, m
     return value
 
 
-def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+def _bounded_float(env: Mapping[str, str], name: str, default: float, *, maximum: float, what: str) -> float:
+    """A number greater than 0 and at most ``maximum``; ``what`` names it in the error."""
     raw = (env.get(name) or "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if not 0 < value <= 1:
-        raise ConfigError(f"{name} must be greater than 0 and at most 1, got {raw}")
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
+    if not 0 < value <= maximum:
+        raise ConfigError(f"{name} must be greater than 0 and at most {maximum:g}, got {raw}")
     return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number of seconds (fractions allowed), at most an hour."""
+    return _bounded_float(env, name, default, maximum=3600, what="a number of seconds")
+
+
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    return _bounded_float(env, name, default, maximum=1, what="a number")
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -256,6 +278,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "worker_lease_seconds": _int(env, "POSTROOM_WORKER_LEASE", 300, minimum=1),
         "worker_shutdown_seconds": _int(env, "POSTROOM_WORKER_SHUTDOWN_TIMEOUT", 30, minimum=0, maximum=3600),
         "database_pool_size": _int(env, "POSTROOM_DATABASE_POOL_SIZE", 20, minimum=1, maximum=1000),
+        "database_connect_timeout_seconds": _seconds(env, "POSTROOM_DATABASE_CONNECT_TIMEOUT", 1.5),
+        "database_statement_timeout_seconds": _seconds(env, "POSTROOM_DATABASE_STATEMENT_TIMEOUT", 5.0),
+        "database_pool_timeout_seconds": _seconds(env, "POSTROOM_DATABASE_POOL_TIMEOUT", 3.0),
+        "worker_reconnect_seconds": _int(env, "POSTROOM_WORKER_RECONNECT_TIMEOUT", 300, minimum=1),
         "api_processes": _int(env, "POSTROOM_API_PROCESSES", 1),  # its range is checked below, flag included
         "rate_limit": _rate_limit(env, "POSTROOM_RATE_LIMIT", "1000/second"),
         "send_rate_limit": _rate_limit(env, "POSTROOM_SEND_RATE_LIMIT", "1000/second"),

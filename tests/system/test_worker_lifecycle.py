@@ -160,7 +160,11 @@ def test_readiness_answers_503_once_the_database_is_gone_while_health_stays_200(
             step()
         response = httpx.get(api.api_url + "/health/ready", timeout=10)
         assert response.status_code == 503
-        assert response.json() == {"message": "The database is not reachable.", "error_code": "not_ready"}
+        assert response.json() == {
+            "message": "The database is not reachable.",
+            "error_code": "not_ready",
+            "reason": "database_unreachable",
+        }
         assert httpx.get(api.api_url + "/health").status_code == 200
     finally:
         api.terminate()

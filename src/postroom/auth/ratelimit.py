@@ -22,7 +22,8 @@ Every response to a request that reached the check carries ``X-RateLimit-Limit``
 ``X-RateLimit-Reset`` (unix seconds) of the tightest limit that applied; a refusal is 429 ``rate_limit_exceeded``
 with ``Retry-After``. Requests refused earlier (no key, wrong IP, wrong scope) and public routes carry none: they
 are not counted against any team. If the counter store fails the request is let through and the failure logged:
-an outage of the store must not take the API down with it.
+an outage of the store must not take the API down with it; on PostgreSQL without Redis the store is the database
+itself, so a database that is unavailable answers 503 here, as the request would next.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ from litestar.types import Scope as AsgiScope
 from postroom.auth.scopes import Scope
 from postroom.auth.windows import WindowFile
 from postroom.config import ConfigError, Settings
-from postroom.db.engine import sqlite_file
-from postroom.errors import RateLimitExceeded
+from postroom.db.engine import Timeouts, sqlite_file
+from postroom.db.errors import database_unavailable
+from postroom.errors import DatabaseUnavailable, RateLimitExceeded
 
 log = logging.getLogger("postroom.auth")
 
@@ -120,6 +122,7 @@ class DatabaseStorage(CounterStorage):
         super().__init__(uri, wrap_exceptions=wrap_exceptions)
         dsn = (uri or "").removeprefix("postroom+")
         self._dsn = dsn.replace("postgresql+asyncpg://", "postgresql://", 1)
+        self._connect_args: dict[str, Any] = dict(options.get("connect_args") or {})
         self._pool: Any = None
         self._pool_lock: asyncio.Lock | None = None
         self._expiries: dict[str, float] = {}
@@ -140,7 +143,9 @@ class DatabaseStorage(CounterStorage):
                 if self._pool is None:
                     import asyncpg
 
-                    self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=4, reset=_nothing_to_reset)
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn, min_size=1, max_size=4, reset=_nothing_to_reset, **self._connect_args
+                    )
         return self._pool
 
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
@@ -348,7 +353,7 @@ def open_storage(settings: Settings) -> CounterStorage:
             raise ConfigError(f"POSTROOM_REDIS_URL: {exc}") from None
     url = settings.effective_database_url
     if url.startswith("postgresql"):
-        return DatabaseStorage("postroom+" + url)
+        return DatabaseStorage("postroom+" + url, connect_args=Timeouts.from_settings(settings).asyncpg_connect_args())
     return FileStorage(path=f"{sqlite_file(url)}.rate-limits")
 
 
@@ -395,7 +400,10 @@ class RateLimiter:
                 verdict = Verdict(item.amount, max(0, item.amount - count), math.ceil(reset))
                 if tightest is None or verdict.remaining < tightest.remaining:
                     tightest = verdict
-        except Exception:
+        except Exception as exc:
+            if isinstance(self.storage, DatabaseStorage) and database_unavailable(exc):
+                # The counters live in the database the request needs next: it cannot succeed either.
+                raise DatabaseUnavailable() from exc
             log.warning("rate-limit counters unavailable; request let through", exc_info=True)
             return None
         assert tightest is not None

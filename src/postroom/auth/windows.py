@@ -53,6 +53,9 @@ class WindowFile:
                     os.ftruncate(self._fd, 0)  # another format, or a new file: start empty
                     os.ftruncate(self._fd, self._size)
                     os.pwrite(self._fd, self._header, 0)
+                # Every page on disk now: touching a page of a sparse mapping on a full disk kills the process
+                # with SIGBUS, where a failed allocation here is an error at start-up.
+                os.posix_fallocate(self._fd, 0, self._size)
             self._map = mmap.mmap(self._fd, self._size)
         except BaseException:
             os.close(self._fd)

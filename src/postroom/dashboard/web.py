@@ -39,7 +39,8 @@ from postroom.core.netaddr import ip_in, parse_ip
 from postroom.dashboard import accounts
 from postroom.dashboard.accounts import Actor, SessionView
 from postroom.dashboard.policy import Role, Stage, permits
-from postroom.errors import PostroomError, ValidationFailed
+from postroom.db.errors import database_unavailable
+from postroom.errors import DatabaseUnavailable, PostroomError, ValidationFailed
 
 log = logging.getLogger("postroom.dashboard")
 
@@ -286,9 +287,13 @@ def handle_reauth(request: Request[Any, Any, Any], exc: ReauthRequired) -> Respo
 
 def handle_postroom_error(request: Request[Any, Any, Any], exc: PostroomError) -> Response[Any]:
     errors = exc.errors if isinstance(exc, ValidationFailed) else None
-    title = {403: "Not allowed", 404: "Not found", 422: "Please check your input", 429: "Slow down"}.get(
-        exc.status, "Something went wrong"
-    )
+    title = {
+        403: "Not allowed",
+        404: "Not found",
+        422: "Please check your input",
+        429: "Slow down",
+        503: "Temporarily unavailable",
+    }.get(exc.status, "Something went wrong")
     response = _error_page(request, exc.status, title, exc.message, errors)
     for name, value in exc.headers.items():
         response.headers[name] = value
@@ -305,6 +310,9 @@ def handle_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Re
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if database_unavailable(exc):
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return handle_postroom_error(request, DatabaseUnavailable())
     log.error("unhandled dashboard error on %s %s", request.method, request.url.path, exc_info=exc)
     return _error_page(request, 500, "Something went wrong", "The page could not be shown. Try again later.")
 

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +32,7 @@ from sqlalchemy import Connection, create_engine, event, inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from postroom.config import Settings
+from postroom.db.errors import unavailable_reason
 
 T = TypeVar("T")
 UnitOfWork = Callable[[Connection], T]
@@ -38,6 +42,12 @@ _MIGRATION_LOCK_ID = 80250001  # PostgreSQL advisory lock: one process migrates 
 
 log = logging.getLogger("postroom.db")
 
+
+MIN_FREE_BYTES = 1024 * 1024
+"""Below this much free space on its file system, an SQLite database is reported as full before a write fails."""
+WRITE_PROBLEMS = frozenset({"disk_full", "read_only", "io_error"})
+"""Reasons a write fails that say every write will fail until something changes."""
+WRITE_PROBLEM_SECONDS = 30.0
 
 HEAD_REVISION = "0012"
 """The newest revision in ``migrations/versions`` (a test holds it to alembic's own answer)."""
@@ -94,6 +104,22 @@ class Database(ABC):
 
     _background: set[asyncio.Future[Any]]
 
+    _write_failure: tuple[str, float] | None = None
+
+    def write_problem(self) -> str | None:
+        """Why writes cannot succeed now (``disk_full``, ``read_only``, ``io_error``), or None: the reason the last
+        write failed for, until a write succeeds or ``WRITE_PROBLEM_SECONDS`` pass without another such failure
+        (a process taken out of rotation gets no writes to prove it has recovered). Readiness reports it."""
+        failure = self._write_failure
+        if failure is None or time.monotonic() - failure[1] > WRITE_PROBLEM_SECONDS:
+            return None
+        return failure[0]
+
+    def _watch_write(self, error: BaseException) -> None:
+        reason = unavailable_reason(error)
+        if reason in WRITE_PROBLEMS:
+            self._write_failure = (reason, time.monotonic())
+
     async def drain(self) -> None:
         """Wait for background writes (at shutdown and in tests)."""
         while self._background:
@@ -113,6 +139,7 @@ class SQLiteDatabase(Database):
 
         path = sqlite_file(url)
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._directory = str(Path(path).parent)
         self._engine = create_engine(url, pool_size=8, max_overflow=8)
         event.listen(self._engine, "connect", _sqlite_on_connect)
         event.listen(self._engine, "begin", _sqlite_on_begin)
@@ -132,8 +159,24 @@ class SQLiteDatabase(Database):
             conn.rollback()
 
     async def write(self, fn: UnitOfWork[T]) -> T:
-        result: T = await self._writer.submit(fn)
+        try:
+            result: T = await self._writer.submit(fn)
+        except Exception as exc:
+            self._watch_write(exc)
+            raise
+        self._write_failure = None
         return result
+
+    def write_problem(self) -> str | None:
+        """Also ``disk_full`` when the database's file system has less than ``MIN_FREE_BYTES`` left."""
+        try:
+            stats = os.statvfs(self._directory)
+        except OSError:
+            return super().write_problem()
+        if stats.f_bavail * stats.f_frsize < MIN_FREE_BYTES:
+            return "disk_full"
+        problem = super().write_problem()
+        return None if problem == "disk_full" else problem  # space is back: the next write will tell
 
     async def migrate(self, then: UnitOfWork[None] | None = None) -> None:
         def run() -> None:
@@ -181,20 +224,52 @@ def _sqlite_on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long a PostgreSQL connection may take to open, a statement to run, a request to wait for the pool
+    (seconds; see ``Settings``), so that a database that is down answers 503 fast instead of holding requests."""
+
+    connect: float = 1.5
+    statement: float = 5.0
+    pool: float = 3.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Timeouts:
+        return cls(
+            connect=settings.database_connect_timeout_seconds,
+            statement=settings.database_statement_timeout_seconds,
+            pool=settings.database_pool_timeout_seconds,
+        )
+
+    def asyncpg_connect_args(self) -> dict[str, Any]:
+        """``asyncpg.connect`` arguments: the server cancels a statement after ``statement`` seconds, and the client
+        gives up on one a connect timeout later (a server that stopped answering altogether)."""
+        return {
+            "timeout": self.connect,
+            "command_timeout": self.statement + self.connect,
+            "server_settings": {"statement_timeout": str(int(self.statement * 1000))},
+        }
+
+
 class PostgresDatabase(Database):
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, max_connections: int = 20) -> None:
+    def __init__(self, url: str, *, max_connections: int = 20, timeouts: Timeouts | None = None) -> None:
         # Each of the two pools opens at most ``max_connections`` (POSTROOM_DATABASE_POOL_SIZE): with many
         # processes on one server, their sum must stay under PostgreSQL's max_connections.
         pool_size = min(10, max_connections)
         overflow = max_connections - pool_size
-        self._engine = create_async_engine(url, pool_size=pool_size, max_overflow=overflow)
+        self.timeouts = timeouts = timeouts or Timeouts()
+        common: dict[str, Any] = {
+            "pool_size": pool_size,
+            "max_overflow": overflow,
+            "pool_timeout": timeouts.pool,
+            "connect_args": timeouts.asyncpg_connect_args(),
+        }
+        self._engine = create_async_engine(url, **common)
         # Reads in autocommit on a pool of their own: no BEGIN/ROLLBACK round trips and no isolation level to
         # reset on every checkout; READ COMMITTED gives each statement its own snapshot anyway.
-        self._read_engine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=overflow, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
-        )
+        self._read_engine = create_async_engine(url, **common, isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
         self._background = set()
 
     async def read(self, fn: UnitOfWork[T]) -> T:
@@ -202,11 +277,18 @@ class PostgresDatabase(Database):
             return await conn.run_sync(fn)
 
     async def write(self, fn: UnitOfWork[T]) -> T:
-        async with self._engine.begin() as conn:
-            return await conn.run_sync(fn)
+        try:
+            async with self._engine.begin() as conn:
+                result = await conn.run_sync(fn)
+        except Exception as exc:
+            self._watch_write(exc)
+            raise
+        self._write_failure = None
+        return result
 
     async def migrate(self, then: UnitOfWork[None] | None = None) -> None:
         async with self._engine.begin() as conn:
+            await conn.execute(text("SET LOCAL statement_timeout = 0"))  # a migration may rewrite large tables
             await conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
             await conn.run_sync(_upgrade_to_head)
             if then is not None:
@@ -222,7 +304,9 @@ def open_database(settings: Settings) -> Database:
     """The database the settings name: PostgreSQL when ``POSTROOM_DATABASE_URL`` says so, else embedded SQLite."""
     url = settings.effective_database_url
     if url.startswith("postgresql+asyncpg://"):
-        return PostgresDatabase(url, max_connections=settings.database_pool_size)
+        return PostgresDatabase(
+            url, max_connections=settings.database_pool_size, timeouts=Timeouts.from_settings(settings)
+        )
     return SQLiteDatabase(url)
 
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
 from postroom.core.clock import utcnow
 from postroom.db.engine import Database
+from postroom.db.errors import database_unavailable, unavailable_reason
 from postroom.jobs import queries
 
 log = logging.getLogger("postroom.jobs")
@@ -79,6 +82,59 @@ def enqueue(conn: Connection, *, kind: WorkKind, ref: str, run_at: datetime, now
 
 
 HANDLER_ERROR_BACKOFF = timedelta(seconds=30)
+DATABASE_ERROR_BACKOFF = timedelta(seconds=1)
+"""A handler that failed because the database was unavailable is tried again as soon as the database is back."""
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter: each delay is random in ``[0, min(cap, first * 2**n)]``, so
+    workers that lost the same database do not come back in step."""
+
+    def __init__(self, first: float = 0.2, cap: float = 5.0) -> None:
+        self._first = first
+        self._cap = cap
+        self._failures = 0
+
+    def next(self) -> float:
+        ceiling = min(self._cap, self._first * 2 ** min(self._failures, 30))
+        self._failures += 1
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - spreading retries, not a secret
+
+    def reset(self) -> None:
+        self._failures = 0
+
+
+class DispatcherGaveUp(Exception):
+    """The dispatcher could not reach its database for longer than ``POSTROOM_WORKER_RECONNECT_TIMEOUT``."""
+
+
+@dataclass(slots=True)
+class DispatcherStatus:
+    """What readiness and ``/metrics`` report about a dispatcher: whether it reaches its database (and since when
+    it does not), and when it last claimed work."""
+
+    connected: bool = False
+    last_claim_at: datetime | None = None
+    down_since: datetime | None = None
+    last_error: str | None = None
+
+    def up(self) -> None:
+        self.connected = True
+        self.down_since = None
+        self.last_error = None
+
+    def down(self, exc: BaseException | None) -> None:
+        self.connected = False
+        if self.down_since is None:
+            self.down_since = utcnow()
+        self.last_error = None if exc is None else (unavailable_reason(exc) or type(exc).__name__)
+
+    def check_recovery(self, give_up_after: timedelta) -> None:
+        """Raise ``DispatcherGaveUp`` once the database has been out of reach for longer than ``give_up_after``."""
+        if self.down_since is not None and utcnow() - self.down_since > give_up_after:
+            raise DispatcherGaveUp(
+                f"no database connection since {self.down_since.isoformat()} ({self.last_error or 'unknown'})"
+            )
 
 
 def record_outcome(conn: Connection, *, item: WorkItem, token: str, result: WorkResult, now: datetime) -> bool:
@@ -98,19 +154,33 @@ def record_outcome(conn: Connection, *, item: WorkItem, token: str, result: Work
     return kept
 
 
+def _record(conn: Connection, *, item: WorkItem, token: str, result: WorkResult) -> bool:
+    return record_outcome(conn, item=item, token=token, result=result, now=utcnow())
+
+
 async def execute(db: Database, handlers: Mapping[WorkKind, Handler], item: WorkItem, token: str) -> None:
     """Run a leased item's handler and record what happened; a handler that raises is retried later."""
     try:
         result = await handlers[item.kind](item)
     except Exception as exc:
-        log.exception("work item %s (%s %s) failed", item.id, item.kind.value, item.ref)
-        result = WorkResult.retry(utcnow() + HANDLER_ERROR_BACKOFF, f"{type(exc).__name__}: {exc}"[:1000])
-    now = utcnow()
-    try:
-        kept = await db.write(lambda conn: record_outcome(conn, item=item, token=token, result=result, now=now))
-    except Exception:
-        log.exception("could not record the outcome of work item %s; its lease will expire", item.id)
-        return
+        if database_unavailable(exc):
+            log.warning("work item %s: database unavailable (%s); retrying", item.id, unavailable_reason(exc))
+            backoff = DATABASE_ERROR_BACKOFF
+        else:
+            log.exception("work item %s (%s %s) failed", item.id, item.kind.value, item.ref)
+            backoff = HANDLER_ERROR_BACKOFF
+        result = WorkResult.retry(utcnow() + backoff, f"{type(exc).__name__}: {exc}"[:1000])
+    retry = Backoff()
+    while True:  # what a handler did (a delivery made) must be recorded, or it is done again after the lease
+        try:
+            kept = await db.write(partial(_record, item=item, token=token, result=result))
+            break
+        except Exception as exc:
+            if not database_unavailable(exc):
+                log.exception("could not record the outcome of work item %s; its lease will expire", item.id)
+                return
+            log.warning("work item %s: outcome not recorded yet, database unavailable; retrying", item.id)
+            await asyncio.sleep(retry.next())
     if not kept:
         log.warning("work item %s: lease lost before its outcome was recorded", item.id)
 
@@ -145,7 +215,13 @@ async def finish_or_release(db: Database, running: set[asyncio.Task[Any]], token
     if pending:
         await asyncio.gather(*pending, return_exceptions=True)
     now = utcnow()
-    released = await db.write(lambda conn: release_leases(conn, token=token, now=now))
+    try:
+        released = await db.write(lambda conn: release_leases(conn, token=token, now=now))
+    except Exception as exc:
+        if not database_unavailable(exc):
+            raise
+        log.warning("could not release leases at shutdown (%s); they expire instead", unavailable_reason(exc))
+        return 0
     if released:
         log.warning("released %d work item(s) still running at shutdown", released)
     return released
@@ -156,11 +232,14 @@ def work_item(row: Any) -> WorkItem:
 
 
 class Dispatcher(Protocol):
+    status: DispatcherStatus
+
     def wake(self) -> None:
         """New work was committed in this process; look now rather than at the next poll."""
 
     async def run_forever(self) -> None:
-        """Claim due work items and run their handlers until cancelled."""
+        """Claim due work items and run their handlers until cancelled; a lost database is reconnected to with
+        backoff, and ``DispatcherGaveUp`` raised once it stays away longer than the reconnect timeout."""
 
     async def shutdown(self, timeout: float) -> int:
         """Stop claiming, finish in-flight items within ``timeout`` s, release the rest; returns how many."""

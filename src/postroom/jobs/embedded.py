@@ -16,7 +16,16 @@ from datetime import timedelta
 from postroom.core.clock import utcnow
 from postroom.db.engine import Database
 from postroom.jobs import queries
-from postroom.jobs.base import Handler, WorkItem, WorkKind, execute, finish_or_release, work_item
+from postroom.jobs.base import (
+    Backoff,
+    DispatcherStatus,
+    Handler,
+    WorkItem,
+    WorkKind,
+    execute,
+    finish_or_release,
+    work_item,
+)
 
 log = logging.getLogger("postroom.jobs")
 
@@ -26,9 +35,17 @@ IDLE_POLL_SECONDS = 1.0
 
 class EmbeddedDispatcher:
     def __init__(
-        self, db: Database, handlers: Mapping[WorkKind, Handler], *, concurrency: int = 16, lease: timedelta = LEASE
+        self,
+        db: Database,
+        handlers: Mapping[WorkKind, Handler],
+        *,
+        concurrency: int = 16,
+        lease: timedelta = LEASE,
+        give_up_after: timedelta = timedelta(minutes=5),
     ) -> None:
         self._db = db
+        self._give_up_after = give_up_after
+        self.status = DispatcherStatus()
         self._handlers = handlers
         self._concurrency = concurrency
         self._lease = lease
@@ -48,18 +65,25 @@ class EmbeddedDispatcher:
 
     async def run_forever(self) -> None:
         self._started = True
+        backoff = Backoff()
         try:
             while not self._stopping:
-                claimed = await self._claim()
+                try:
+                    claimed = await self._claim()
+                except Exception as exc:  # the database is unavailable (or full): try again, then give up
+                    self.status.down(exc)
+                    log.warning("claiming work items failed (%s); trying again", self.status.last_error)
+                    self.status.check_recovery(self._give_up_after)
+                    await asyncio.sleep(backoff.next())  # not cut short by wake-ups: sends keep coming
+                    continue
+                self.status.up()
+                backoff.reset()
                 if self._stopping:
                     break  # claimed just as shutdown began: shutdown() releases them unrun
                 if not claimed:
-                    self._wake.clear()
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
-                    except TimeoutError:
-                        pass
+                    await self._idle(IDLE_POLL_SECONDS)
                     continue
+                self.status.last_claim_at = utcnow()
                 for item in claimed:
                     task = asyncio.create_task(self._run(item))
                     self._running.add(task)
@@ -72,6 +96,14 @@ class EmbeddedDispatcher:
             raise
         finally:
             self._loop_done.set()
+
+    async def _idle(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if woken (new work, a free slot, shutdown)."""
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
 
     async def shutdown(self, timeout: float) -> int:
         """Stop claiming, finish in-flight items within ``timeout`` s, then release whatever is still leased."""

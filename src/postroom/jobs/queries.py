@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, or_, select, update
 
 from postroom.db.direct import Prepared
 from postroom.models import work_items
@@ -151,3 +151,13 @@ def release(conn: Connection, *, token: str, now: datetime) -> Sequence[Any]:
         .values(status="queued", run_at=now, lease_until=None, lease_token=None, updated_at=now)
         .returning(work_items.c.id, work_items.c.kind, work_items.c.attempts)
     ).fetchall()
+
+
+def backlog(conn: Connection, *, now: datetime) -> tuple[int, datetime | None]:
+    """How many queued items are due, and the due time of the oldest (None when none is), for readiness."""
+    row = conn.execute(
+        select(func.count(), func.min(work_items.c.run_at)).where(
+            work_items.c.status == "queued", work_items.c.run_at <= now
+        )
+    ).one()
+    return int(row[0]), row[1]

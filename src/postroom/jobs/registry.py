@@ -19,6 +19,7 @@ def make_dispatcher(
     reconcile_interval: timedelta | None = None,
 ) -> Dispatcher:
     lease = timedelta(seconds=settings.worker_lease_seconds)
+    give_up_after = timedelta(seconds=settings.worker_reconnect_seconds)
     if db.dialect == "postgresql":
         from postroom.jobs.pgqueuer import RECONCILE_INTERVAL, PgQueuerDispatcher
 
@@ -30,5 +31,9 @@ def make_dispatcher(
             concurrency=settings.worker_concurrency,
             lease=lease,
             reconcile_interval=reconcile_interval or RECONCILE_INTERVAL,
+            connect_timeout=settings.database_connect_timeout_seconds,
+            give_up_after=give_up_after,
         )
-    return EmbeddedDispatcher(db, handlers, concurrency=settings.worker_concurrency, lease=lease)
+    return EmbeddedDispatcher(
+        db, handlers, concurrency=settings.worker_concurrency, lease=lease, give_up_after=give_up_after
+    )

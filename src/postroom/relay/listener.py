@@ -43,11 +43,12 @@ from postroom.auth.scopes import Scope
 from postroom.config import Settings
 from postroom.core.clock import utcnow
 from postroom.db.engine import Database
+from postroom.db.errors import database_unavailable
 from postroom.delivery.return_path import VERP_PREFIX, parse_envelope_recipient
 from postroom.emails import idempotency
 from postroom.emails.submission import submit_send
 from postroom.emails.validation import MAX_RECIPIENTS, is_valid_address
-from postroom.errors import PostroomError, RateLimitExceeded, ValidationFailed
+from postroom.errors import DatabaseUnavailable, PostroomError, RateLimitExceeded, ValidationFailed
 from postroom.relay.bounces import record_report
 from postroom.relay.message import read_submission
 from postroom.relay.reports import parse_report
@@ -134,16 +135,21 @@ class SubmissionHandler:
         self._rate_limiter = rate_limiter
 
     async def _check(self, session: Session, token: str, what: str) -> ApiKeyRecord:
-        return await self._authenticator.authenticate(
-            Attempt(
-                token=token or None,
-                ip=_peer_ip(session),
-                required=Scope.EMAILS_SEND,
-                method="SMTP",
-                path=what,
-                user_agent=f"EHLO {session.host_name}"[:255] if session.host_name else None,
-            )
+        """The key's record, or a ``PostroomError`` (``DatabaseUnavailable`` when its lookup could not be made)."""
+        attempt = Attempt(
+            token=token or None,
+            ip=_peer_ip(session),
+            required=Scope.EMAILS_SEND,
+            method="SMTP",
+            path=what,
+            user_agent=f"EHLO {session.host_name}"[:255] if session.host_name else None,
         )
+        try:
+            return await self._authenticator.authenticate(attempt)
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise DatabaseUnavailable() from exc
+            raise
 
     async def _login(self, server: SMTP, mechanism: str, login: bytes, password: bytes) -> AuthResult:
         assert server.session is not None
@@ -230,12 +236,12 @@ class SubmissionHandler:
         if not isinstance(login, _Login) or login.key is None:
             return "530 5.7.0 Authentication required"
         key = login.key
-        # The team's send rate limit counts SMTP messages as it counts POST /api/emails.
-        verdict = await self._rate_limiter.hit(key.team_id, Scope.EMAILS_SEND)
-        if verdict is not None and verdict.retry_after is not None:
-            return _error_reply(RateLimitExceeded(verdict.retry_after))
         raw = envelope.original_content or b""
         try:
+            # The team's send rate limit counts SMTP messages as it counts POST /api/emails.
+            verdict = await self._rate_limiter.hit(key.team_id, Scope.EMAILS_SEND)
+            if verdict is not None and verdict.retry_after is not None:
+                return _error_reply(RateLimitExceeded(verdict.retry_after))
             submission = read_submission(
                 raw if isinstance(raw, bytes) else raw.encode(),
                 mail_from=envelope.mail_from or "",
@@ -255,8 +261,11 @@ class SubmissionHandler:
             if not isinstance(error, ValidationFailed):
                 log.info("SMTP message refused", extra={"key_prefix": key.display_prefix, "reason": error.message})
             return _error_reply(error)
-        except Exception:
-            log.exception("SMTP message could not be accepted", extra={"key_prefix": key.display_prefix})
+        except Exception as exc:
+            if database_unavailable(exc):
+                log.warning("SMTP message refused: database unavailable", extra={"key_prefix": key.display_prefix})
+            else:
+                log.exception("SMTP message could not be accepted", extra={"key_prefix": key.display_prefix})
             return "451 4.3.0 Temporary failure, try again later."
         if not submitted.replayed:
             self._wake()

@@ -21,12 +21,25 @@ class ConfigWarning(msgspec.Struct):
     message: str
 
 
+class DispatcherState(msgspec.Struct):
+    """The dispatcher of a process that runs one (``postroom serve``): whether it reaches its database, when it last
+    claimed work, how many work items are due and how long the oldest has waited (null when the database could not
+    be asked)."""
+
+    connected: bool
+    last_claim_at: Timestamp | None
+    backlog: int | None
+    oldest_due_age_seconds: float | None
+
+
 class Readiness(msgspec.Struct):
-    """``status`` is ``ready``; ``warnings`` (empty when all is well) says what to fix even so."""
+    """``status`` is ``ready``; ``warnings`` (empty when all is well) says what to fix even so; ``dispatcher`` only in
+    a process that runs one."""
 
     status: str
     timestamp: Timestamp
     warnings: list[ConfigWarning]
+    dispatcher: DispatcherState | None = None
 
 
 class KeyCheck(msgspec.Struct):
