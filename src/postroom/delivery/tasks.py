@@ -122,8 +122,10 @@ class DeliveryTasks:
         recipients = [r for r in pending.recipients if r.email not in not_generated]
 
         def record(conn: Connection) -> None:
-            self._record(conn, message, recipients, result, now)
-            self._record_not_generated(conn, message, pending.recipients, not_generated, now)
+            counts = emails_service.EventCounts()
+            self._record(conn, message, recipients, result, now, counts)
+            self._record_not_generated(conn, message, pending.recipients, not_generated, now, counts)
+            counts.write(conn)
 
         if not self._must_retry(message, result, now):
             return WorkResult.done(record)
@@ -176,7 +178,13 @@ class DeliveryTasks:
         return combined, not_generated
 
     def _record_not_generated(
-        self, conn: Connection, message: Any, recipients: list[Any], reasons: dict[str, str], now: datetime
+        self,
+        conn: Connection,
+        message: Any,
+        recipients: list[Any],
+        reasons: dict[str, str],
+        now: datetime,
+        counts: emails_service.EventCounts,
     ) -> None:
         """A recipient whose message could not be rendered fails for good with a ``generation_failure`` event."""
         for recipient in recipients:
@@ -184,7 +192,9 @@ class DeliveryTasks:
             if reason is None or not email_queries.move_recipient(conn, recipient.id, "failed", now=now, error=reason):
                 continue
             details = {"reason": reason, "raw_reason": reason, "error_code": "554"}
-            emails_service.record_recipient_event(conn, recipient, EventType.GENERATION_FAILURE, now, details)
+            emails_service.record_recipient_event(
+                conn, recipient, EventType.GENERATION_FAILURE, now, details, counts=counts
+            )
 
     def _expired(self, message: Any, now: datetime) -> bool:
         return retry.expired(
@@ -203,6 +213,7 @@ class DeliveryTasks:
         recipients: list[Any],
         result: SessionResult,
         now: datetime,
+        counts: emails_service.EventCounts,
     ) -> None:
         """Write each recipient's outcome and event (deferred recipients come back with the work item's retry)."""
         queue_time = int((now - message.created_at).total_seconds() * 1000)
@@ -214,7 +225,7 @@ class DeliveryTasks:
                 if email_queries.move_recipient(conn, recipient.id, "delivered", now=now, error=None):
                     delivered = {**common, "queue_time": queue_time, "outbound_tls": "1" if result.tls else "0"}
                     emails_service.record_recipient_event(
-                        conn, recipient, EventType.DELIVERY, now, delivered, fanout=fanout
+                        conn, recipient, EventType.DELIVERY, now, delivered, fanout=fanout, counts=counts
                     )
                 continue
             outcome: Outcome = result.failed.get(recipient.email) or Outcome(
@@ -230,14 +241,21 @@ class DeliveryTasks:
                 if email_queries.move_recipient(conn, recipient.id, "deferred", now=now, error=outcome.reason):
                     delayed = {**details, "queue_time": queue_time}
                     emails_service.record_recipient_event(
-                        conn, recipient, EventType.DELAY, now, delayed, outcome.bounce_class, fanout=fanout
+                        conn,
+                        recipient,
+                        EventType.DELAY,
+                        now,
+                        delayed,
+                        outcome.bounce_class,
+                        fanout=fanout,
+                        counts=counts,
                     )
                 continue
             if outcome.kind is OutcomeKind.TEMPORARY:
                 details["reason"] = f"Delivery time expired after {recipient.attempts + 1} attempts: {outcome.reason}"
             if email_queries.move_recipient(conn, recipient.id, "bounced", now=now, error=outcome.reason):
                 emails_service.record_recipient_event(
-                    conn, recipient, EventType.BOUNCE, now, details, outcome.bounce_class, fanout=fanout
+                    conn, recipient, EventType.BOUNCE, now, details, outcome.bounce_class, fanout=fanout, counts=counts
                 )
                 if outcome.suppress:
                     emails_service.suppress(
