@@ -76,6 +76,5 @@ def test_a_tarpitting_destination_does_not_hold_up_mail_to_others(
     assert held == TARPIT_CAP, "the tarpit got more sessions than its cap"
     assert not tarpit.messages  # still held when the others had all arrived
     # within 2x of the p50 alone (plus 20 ms, the scheduling noise of a loaded test machine)
-    print("POS", held, p50_alone, p50_beside, max(beside))
     assert p50_beside <= 2 * p50_alone + 0.02, (p50_alone, p50_beside)
     assert max(beside) < 10, max(beside)  # none waited for the tarpit (it holds DATA for 120 s)
