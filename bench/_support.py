@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +51,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def postroom_cli(env: dict[str, str], *args: str, timeout: float = 60) -> str:
+    """``python -m postroom <args>`` with ``env``; its standard output (an error if it fails)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "postroom", *args], env=env, capture_output=True, text=True, timeout=timeout, check=True
+    )
+    return done.stdout
 
 
 def stop_popen(process: subprocess.Popen[bytes], timeout: float = 30) -> None:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _support import filesystem_of, free_port, stop_popen  # noqa: E402
+from _support import filesystem_of, free_port, postroom_cli, stop_popen  # noqa: E402
 from send_throughput import (  # noqa: E402
     MAIL_HOSTNAME,
     SENDER_DOMAIN,
@@ -112,13 +112,6 @@ def answering_receiver() -> Iterator[tuple[int, list[int]]]:
         server.server_close()
 
 
-def _cli(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "postroom", *args], env=env, capture_output=True, text=True, timeout=60, check=True
-    )
-    return done.stdout
-
-
 def _count(db_path: Path, sql: str) -> int:
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
@@ -156,8 +149,8 @@ def run(
                 "POSTROOM_SEND_RATE_LIMIT": UNLIMITED,
             }
         )
-        key = json.loads(_cli(env, "keys", "create", "--name", "bench", "--json"))["key"]
-        _cli(env, "domains", "add", SENDER_DOMAIN, "--approve")
+        key = json.loads(postroom_cli(env, "keys", "create", "--name", "bench", "--json"))["key"]
+        postroom_cli(env, "domains", "add", SENDER_DOMAIN, "--approve")
         port = free_port()
         log = stack.enter_context(log_path.open("wb"))
         server = subprocess.Popen(

@@ -78,6 +78,11 @@ class Settings:
     """``POSTROOM_SMTP_TIMEOUT``: per-command timeout (seconds) talking to a recipient's server."""
     worker_concurrency: int = 16
     """``POSTROOM_WORKER_CONCURRENCY``: work items (one per message and recipient domain) run at once per worker."""
+    destination_concurrency: int = 8
+    """``POSTROOM_DESTINATION_CONCURRENCY``: SMTP deliveries a worker process runs at once to one destination
+    (the most preferred MX host of the recipient domain); the rest wait in line without holding a worker slot."""
+    relay_concurrency: int = 16
+    """``POSTROOM_RELAY_CONCURRENCY``: the same cap for the relay of ``POSTROOM_RELAY_URL``, when one is set."""
     worker_lease_seconds: int = 300
     """``POSTROOM_WORKER_LEASE``: how long (seconds) a claimed work item is reserved for the worker that claimed it;
     after a crash another worker takes it over once this has passed."""
@@ -275,6 +280,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "retry_max_seconds": _int(env, "POSTROOM_RETRY_MAX", 4000, minimum=1),
         "smtp_timeout_seconds": _int(env, "POSTROOM_SMTP_TIMEOUT", 60, minimum=1),
         "worker_concurrency": _int(env, "POSTROOM_WORKER_CONCURRENCY", 16, minimum=1, maximum=1000),
+        "destination_concurrency": _int(env, "POSTROOM_DESTINATION_CONCURRENCY", 8, minimum=1, maximum=1000),
+        "relay_concurrency": _int(env, "POSTROOM_RELAY_CONCURRENCY", 16, minimum=1, maximum=1000),
         "worker_lease_seconds": _int(env, "POSTROOM_WORKER_LEASE", 300, minimum=1),
         "worker_shutdown_seconds": _int(env, "POSTROOM_WORKER_SHUTDOWN_TIMEOUT", 30, minimum=0, maximum=3600),
         "database_pool_size": _int(env, "POSTROOM_DATABASE_POOL_SIZE", 20, minimum=1, maximum=1000),

@@ -23,7 +23,7 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
@@ -43,6 +43,8 @@ class ReceivedMessage:
     data: bytes
     peer: str
     tls: bool
+    received_at: float = field(default_factory=time.monotonic)
+    """``time.monotonic()`` when DATA was accepted."""
 
 
 @dataclass
@@ -91,6 +93,8 @@ class _Handler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        while self._sink._holding():  # a tarpit: the reply to DATA is held back
+            await asyncio.sleep(0.05)
         failure = self._sink._data_reply()
         if failure is not None:
             return failure
@@ -143,6 +147,7 @@ class SmtpSink:
         self._rejections: dict[str, str] = {}
         self._deferrals: dict[str, _Deferral] = {}
         self._data_failures: list[str] = []
+        self._hold_until = 0.0
         self._rcpt_attempts: dict[str, int] = {}
         self._sessions: weakref.WeakSet[SMTP] = weakref.WeakSet()
         self._session_count = 0
@@ -181,6 +186,7 @@ class SmtpSink:
 
     def stop(self) -> None:
         """Stop serving and free the port; what was received stays readable."""
+        self.hold_data(0)
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
@@ -248,6 +254,7 @@ class SmtpSink:
             self._rejections.clear()
             self._deferrals.clear()
             self._data_failures.clear()
+            self._hold_until = 0.0
             self._rcpt_attempts.clear()
             self._sessions = weakref.WeakSet()
             self._session_count = 0
@@ -271,7 +278,16 @@ class SmtpSink:
         with self._cond:
             self._data_failures = [_reply(code, message)] * times
 
+    def hold_data(self, seconds: float) -> None:
+        """Hold back the reply to every DATA for up to ``seconds`` from now (a tarpit); 0 answers at once again."""
+        with self._cond:
+            self._hold_until = time.monotonic() + seconds
+
     # -- called by the handler on the server thread ---------------------------------------------------------
+
+    def _holding(self) -> bool:
+        with self._cond:
+            return time.monotonic() < self._hold_until
 
     def _count_session(self, server: SMTP) -> None:
         with self._cond:

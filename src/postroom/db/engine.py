@@ -3,11 +3,12 @@
 Units of work are plain functions taking a SQLAlchemy ``Connection`` (the query layer is synchronous Core), so
 the same code runs
 
-- on **SQLite** (the embedded default): reads inline on one connection per thread (indexed lookups cost
-  microseconds and WAL readers never wait for the writer), each statement its own snapshot; writes through the
-  group-commit writer thread (``writer.py``); every connection uses WAL, ``synchronous=FULL``,
-  ``foreign_keys=ON`` and a busy timeout, and every write transaction starts with ``BEGIN IMMEDIATE`` so other
-  processes (the CLI) queue instead of failing;
+- on **SQLite** (the embedded default): reads on a small pool of reader threads, each with its own connection
+  (WAL readers never wait for the writer or for each other), so a slow query delays only its own request and
+  never the event loop; each statement sees its own snapshot, so a read sees every write committed before it
+  started; writes through the group-commit writer thread (``writer.py``); every connection uses WAL,
+  ``synchronous=FULL``, ``foreign_keys=ON`` and a busy timeout, and every write transaction starts with
+  ``BEGIN IMMEDIATE`` so other processes (the CLI) queue instead of failing;
 - on **PostgreSQL**: through asyncpg, each unit of work run with ``AsyncConnection.run_sync``; reads in
   autocommit, each write in its own transaction (``synchronous_commit`` stays on, so a commit is durable).
 
@@ -24,6 +25,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,7 +51,7 @@ WRITE_PROBLEMS = frozenset({"disk_full", "read_only", "io_error"})
 """Reasons a write fails that say every write will fail until something changes."""
 WRITE_PROBLEM_SECONDS = 30.0
 
-HEAD_REVISION = "0012"
+HEAD_REVISION = "0013"
 """The newest revision in ``migrations/versions`` (a test holds it to alembic's own answer)."""
 
 
@@ -131,10 +133,14 @@ def sqlite_file(url: str) -> str:
     return url.removeprefix("sqlite:///")
 
 
+READER_THREADS = 4
+"""SQLite reader threads per process: reads beyond this many at once queue for a free one."""
+
+
 class SQLiteDatabase(Database):
     dialect = "sqlite"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, reader_threads: int = READER_THREADS) -> None:
         from postroom.db.writer import GroupCommitWriter
 
         path = sqlite_file(url)
@@ -145,14 +151,19 @@ class SQLiteDatabase(Database):
         event.listen(self._engine, "begin", _sqlite_on_begin)
         self._writer = GroupCommitWriter(self._engine, lock_path=f"{path}.write-lock")
         self._readers = threading.local()
+        self._reader_connections: list[Connection] = []
+        self._reader_pool = ThreadPoolExecutor(max_workers=reader_threads, thread_name_prefix="postroom-sqlite-reader")
         self._background = set()
 
     async def read(self, fn: UnitOfWork[T]) -> T:
-        # Reads run to completion on the calling thread (units of work are synchronous), so each thread can
-        # keep one connection instead of paying a pool checkout per request.
+        return await asyncio.get_running_loop().run_in_executor(self._reader_pool, self._read, fn)
+
+    def _read(self, fn: UnitOfWork[T]) -> T:
+        # Each reader thread keeps one connection instead of paying a pool checkout per request.
         conn = getattr(self._readers, "conn", None)
-        if conn is None or conn.closed:
+        if conn is None or conn.closed or conn.invalidated:
             conn = self._readers.conn = self._engine.connect()
+            self._reader_connections.append(conn)
         try:
             return fn(conn)
         finally:
@@ -201,8 +212,8 @@ class SQLiteDatabase(Database):
     async def close(self) -> None:
         await self.drain()
         await asyncio.to_thread(self._writer.close)
-        reader = getattr(self._readers, "conn", None)
-        if reader is not None:
+        self._reader_pool.shutdown(wait=True)
+        for reader in self._reader_connections:
             reader.close()
         self._engine.dispose()
 

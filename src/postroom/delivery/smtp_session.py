@@ -199,30 +199,50 @@ def _all(recipients: list[str], outcome: Outcome) -> SessionResult:
     return SessionResult(failed=dict.fromkeys(recipients, outcome))
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a domain's mail goes: the servers to try in order, and the destination whose concurrency cap they
+    share (the most preferred MX host, or the relay); or, in ``failure``, why DNS gives no server."""
+
+    destination: str
+    targets: list[_Target]
+    relay: bool = False
+    failure: Outcome | None = None
+
+
+async def route(domain: str, settings: Settings, resolver: dns.asyncresolver.Resolver) -> Route:
+    """The servers for ``domain``: the configured relay, or its MX hosts' addresses."""
+    if settings.relay_url:
+        targets = _relay_targets(settings.relay_url)
+        return Route(destination=f"relay {targets[0].address}:{targets[0].port}", targets=targets, relay=True)
+    try:
+        targets = await _mx_targets(domain, settings, resolver)
+    except MxLookupError as exc:
+        return Route(domain, [], failure=classify_connection_error(exc.kind, str(exc)))
+    if not targets:
+        return Route(
+            domain, [], failure=classify_connection_error("no_mx", f"no address for the mail servers of {domain}")
+        )
+    return Route(destination=targets[0].host.lower(), targets=targets)
+
+
 async def deliver(
     *,
     message: bytes,
     envelope_from: str | Mapping[str, str],
     recipients: list[str],
     domain: str,
-    settings: Settings,
-    resolver: dns.asyncresolver.Resolver,
+    route: Route,
     pool: ConnectionPool,
 ) -> SessionResult:
-    """Hand ``message`` to the mail server for ``domain``; each recipient ends delivered or with an ``Outcome``.
+    """Hand ``message`` to the servers of ``route`` (for ``domain``); each recipient ends delivered or with an
+    ``Outcome``.
 
     ``envelope_from`` is one sender for every recipient (one transaction), or each recipient's own sender (VERP,
     ``return_path.py``): then each sender gets its own ``MAIL FROM`` transaction on the same pooled session.
     """
-    try:
-        targets = (
-            _relay_targets(settings.relay_url) if settings.relay_url else await _mx_targets(domain, settings, resolver)
-        )
-    except MxLookupError as exc:
-        return _all(recipients, classify_connection_error(exc.kind, str(exc)))
-    if not targets:
-        return _all(recipients, classify_connection_error("no_mx", f"no address for the mail servers of {domain}"))
-
+    if route.failure is not None:
+        return _all(recipients, route.failure)
     groups: dict[str, list[str]] = {}
     for recipient in recipients:
         sender = envelope_from if isinstance(envelope_from, str) else envelope_from[recipient]
@@ -230,7 +250,7 @@ async def deliver(
     result = SessionResult()
     pending = list(recipients)
     for sender, group in groups.items():
-        outcome = await _deliver_group(message, sender, group, domain, targets, pool)
+        outcome = await _deliver_group(message, sender, group, domain, route.targets, pool)
         result.delivered.extend(outcome.delivered)
         result.failed.update(outcome.failed)
         result.tls = result.tls or outcome.tls

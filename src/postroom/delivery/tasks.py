@@ -8,12 +8,13 @@ was never recorded, with the same Message-ID.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import dns.asyncresolver
@@ -24,10 +25,12 @@ from postroom.core.clock import utcnow
 from postroom.db.engine import Database
 from postroom.delivery import dkim, retry
 from postroom.delivery.classify import Outcome, OutcomeKind
+from postroom.delivery.destinations import DestinationBusy, Destinations
 from postroom.delivery.mx import make_resolver
 from postroom.delivery.render import render
 from postroom.delivery.return_path import envelope_sender
-from postroom.delivery.smtp_session import ConnectionPool, SessionResult, deliver
+from postroom.delivery.smtp_session import ConnectionPool, Route, SessionResult, deliver
+from postroom.delivery.smtp_session import route as smtp_route
 from postroom.domains import service as domains_service
 from postroom.emails import queries as email_queries
 from postroom.emails import service as emails_service
@@ -42,6 +45,8 @@ log = logging.getLogger("postroom.delivery")
 
 SIGNING_THREADS = 2
 SIGNING_KEY_SECONDS = 10.0
+BUSY_RETRY = timedelta(seconds=15)
+"""When a delivery is postponed because its destination is at its cap and its line is full."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,7 @@ class DeliveryTasks:
         self._settings = settings
         self._resolver: dns.asyncresolver.Resolver = make_resolver(settings.dns_server)
         self._pool = ConnectionPool(settings)
+        self._destinations = Destinations(settings)
         self._wake = wake or (lambda: None)
         self._signing_keys: dict[tuple[int, str], tuple[float, dkim.DkimKey | None]] = {}
         self._signer = ThreadPoolExecutor(max_workers=SIGNING_THREADS, thread_name_prefix="postroom-dkim")
@@ -104,26 +110,20 @@ class DeliveryTasks:
             return WorkResult.done()
         message = pending.message
         request = SendRequest.from_json(message.content)
-        not_generated: dict[str, str] = {}
-        if rendering.personalises(request):  # a template: every recipient gets their own rendering
-            result, not_generated = await self._deliver_personalised(pending, request, domain)
-        else:
-            raw = render(request, message_id_header=message.message_id_header, created_at=message.created_at)
-            result = await deliver(
-                message=await self._signed(raw, pending.dkim_key),
-                envelope_from={r.email: envelope_sender(self._settings, r.id) for r in pending.recipients},
-                recipients=[r.email for r in pending.recipients],
-                domain=domain,
-                settings=self._settings,
-                resolver=self._resolver,
-                pool=self._pool,
-            )
+        route = await smtp_route(domain, self._settings, self._resolver)
+        try:
+            async with self._destination(route):
+                result, not_generated = await self._send(pending, request, domain, route)
+        except DestinationBusy as busy:
+            return WorkResult.retry(utcnow() + BUSY_RETRY, str(busy))
         now = utcnow()
         recipients = [r for r in pending.recipients if r.email not in not_generated]
 
         def record(conn: Connection) -> None:
-            self._record(conn, message, recipients, result, now)
-            self._record_not_generated(conn, message, pending.recipients, not_generated, now)
+            counts = emails_service.EventCounts()
+            self._record(conn, message, recipients, result, now, counts)
+            self._record_not_generated(conn, message, pending.recipients, not_generated, now, counts)
+            counts.write(conn)
 
         if not self._must_retry(message, result, now):
             return WorkResult.done(record)
@@ -136,8 +136,33 @@ class DeliveryTasks:
         failures = "; ".join(f"{r}: {o.reason}" for r, o in result.failed.items())
         return WorkResult.retry(retry_at, failures[:1000], record)
 
+    def _destination(self, route: Route) -> contextlib.AbstractAsyncContextManager[None]:
+        """A slot of the route's destination (none is needed when DNS gave no server)."""
+        if route.failure is not None:
+            return contextlib.nullcontext()
+        return self._destinations.slot(route.destination, relay=route.relay)
+
+    async def _send(
+        self, pending: _Pending, request: SendRequest, domain: str, route: Route
+    ) -> tuple[SessionResult, dict[str, str]]:
+        """Send to the pending recipients; returns the outcome and the recipients whose message could not be
+        rendered."""
+        if rendering.personalises(request):  # a template: every recipient gets their own rendering
+            return await self._deliver_personalised(pending, request, domain, route)
+        message = pending.message
+        raw = render(request, message_id_header=message.message_id_header, created_at=message.created_at)
+        result = await deliver(
+            message=await self._signed(raw, pending.dkim_key),
+            envelope_from={r.email: envelope_sender(self._settings, r.id) for r in pending.recipients},
+            recipients=[r.email for r in pending.recipients],
+            domain=domain,
+            route=route,
+            pool=self._pool,
+        )
+        return result, {}
+
     async def _deliver_personalised(
-        self, pending: _Pending, request: SendRequest, domain: str
+        self, pending: _Pending, request: SendRequest, domain: str, route: Route
     ) -> tuple[SessionResult, dict[str, str]]:
         """Render, sign and send the message once per recipient (one SMTP transaction each, on pooled sessions).
 
@@ -164,8 +189,7 @@ class DeliveryTasks:
                 envelope_from=envelope_sender(self._settings, recipient.id),
                 recipients=[recipient.email],
                 domain=domain,
-                settings=self._settings,
-                resolver=self._resolver,
+                route=route,
                 pool=self._pool,
             )
             combined.delivered.extend(result.delivered)
@@ -176,7 +200,13 @@ class DeliveryTasks:
         return combined, not_generated
 
     def _record_not_generated(
-        self, conn: Connection, message: Any, recipients: list[Any], reasons: dict[str, str], now: datetime
+        self,
+        conn: Connection,
+        message: Any,
+        recipients: list[Any],
+        reasons: dict[str, str],
+        now: datetime,
+        counts: emails_service.EventCounts,
     ) -> None:
         """A recipient whose message could not be rendered fails for good with a ``generation_failure`` event."""
         for recipient in recipients:
@@ -184,7 +214,9 @@ class DeliveryTasks:
             if reason is None or not email_queries.move_recipient(conn, recipient.id, "failed", now=now, error=reason):
                 continue
             details = {"reason": reason, "raw_reason": reason, "error_code": "554"}
-            emails_service.record_recipient_event(conn, recipient, EventType.GENERATION_FAILURE, now, details)
+            emails_service.record_recipient_event(
+                conn, recipient, EventType.GENERATION_FAILURE, now, details, counts=counts
+            )
 
     def _expired(self, message: Any, now: datetime) -> bool:
         return retry.expired(
@@ -203,6 +235,7 @@ class DeliveryTasks:
         recipients: list[Any],
         result: SessionResult,
         now: datetime,
+        counts: emails_service.EventCounts,
     ) -> None:
         """Write each recipient's outcome and event (deferred recipients come back with the work item's retry)."""
         queue_time = int((now - message.created_at).total_seconds() * 1000)
@@ -214,7 +247,7 @@ class DeliveryTasks:
                 if email_queries.move_recipient(conn, recipient.id, "delivered", now=now, error=None):
                     delivered = {**common, "queue_time": queue_time, "outbound_tls": "1" if result.tls else "0"}
                     emails_service.record_recipient_event(
-                        conn, recipient, EventType.DELIVERY, now, delivered, fanout=fanout
+                        conn, recipient, EventType.DELIVERY, now, delivered, fanout=fanout, counts=counts
                     )
                 continue
             outcome: Outcome = result.failed.get(recipient.email) or Outcome(
@@ -230,14 +263,21 @@ class DeliveryTasks:
                 if email_queries.move_recipient(conn, recipient.id, "deferred", now=now, error=outcome.reason):
                     delayed = {**details, "queue_time": queue_time}
                     emails_service.record_recipient_event(
-                        conn, recipient, EventType.DELAY, now, delayed, outcome.bounce_class, fanout=fanout
+                        conn,
+                        recipient,
+                        EventType.DELAY,
+                        now,
+                        delayed,
+                        outcome.bounce_class,
+                        fanout=fanout,
+                        counts=counts,
                     )
                 continue
             if outcome.kind is OutcomeKind.TEMPORARY:
                 details["reason"] = f"Delivery time expired after {recipient.attempts + 1} attempts: {outcome.reason}"
             if email_queries.move_recipient(conn, recipient.id, "bounced", now=now, error=outcome.reason):
                 emails_service.record_recipient_event(
-                    conn, recipient, EventType.BOUNCE, now, details, outcome.bounce_class, fanout=fanout
+                    conn, recipient, EventType.BOUNCE, now, details, outcome.bounce_class, fanout=fanout, counts=counts
                 )
                 if outcome.suppress:
                     emails_service.suppress(

@@ -3,22 +3,27 @@ Tenant-scoped functions take the team first."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Row, bindparam, delete, func, literal_column, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import FromClause
 
 from postroom.db.direct import Prepared
 from postroom.models import (
     email_events,
+    event_counts,
     idempotency_keys,
     messages,
     recipients,
     scheduled_emails,
     suppressions,
 )
+from postroom.models.types import UTCDateTime
 
 # Statements on the accept and delivery paths are built once and run directly on SQLite (``db/direct.py``); rows
 # go in as parameters (building ``.values(**row)`` per call costs several times the insert itself).
@@ -104,13 +109,47 @@ class EventQuery:
     before_id: int | None = None
 
 
-def events_page(conn: Connection, team_id: int, query: EventQuery) -> tuple[Sequence[Row[Any]], int]:
-    """Newest first, with the message each event belongs to; and how many events match in all."""
-    conditions = [
-        email_events.c.team_id == team_id,
-        email_events.c.occurred_at >= query.since,
-        email_events.c.occurred_at <= query.until,
-    ]
+HOUR = timedelta(hours=1)
+COUNTER_SHARDS = 8
+"""PostgreSQL transactions add to one of this many rows per team, type and hour, chosen at random."""
+
+
+def _count_upsert(dialect: Any) -> Prepared:
+    statement = dialect.insert(event_counts)
+    return Prepared(
+        statement.on_conflict_do_update(
+            index_elements=[
+                event_counts.c.team_id,
+                event_counts.c.type,
+                event_counts.c.hour_start,
+                event_counts.c.shard,
+            ],
+            set_={"count": event_counts.c.count + statement.excluded.count},
+        )
+    )
+
+
+_ADD_COUNT = {"sqlite": _count_upsert(sqlite), "postgresql": _count_upsert(postgresql)}
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def add_event_counts(conn: Connection, counts: Iterable[tuple[tuple[int, str, datetime], int]]) -> None:
+    """Add to the hourly counters: ``((team_id, type, hour_start), how many)`` in the order given (callers sort,
+    so concurrent PostgreSQL transactions take the counters' row locks in one order and cannot deadlock)."""
+    dialect = conn.dialect.name
+    shard = random.randrange(COUNTER_SHARDS) if dialect == "postgresql" else 0  # noqa: S311 - spreading only
+    statement = _ADD_COUNT[dialect]
+    for (team_id, event_type, hour_start), count in counts:
+        params = {"team_id": team_id, "type": event_type, "hour_start": hour_start, "shard": shard, "count": count}
+        statement.execute(conn, params)
+
+
+def _event_filters(team_id: int, query: EventQuery) -> list[ColumnElement[bool]]:
+    """The filters besides the time range; ``request_id`` needs ``messages`` joined."""
+    conditions = [email_events.c.team_id == team_id]
     if query.types:
         conditions.append(email_events.c.type.in_(query.types))
     if query.recipients_in:
@@ -119,15 +158,68 @@ def events_page(conn: Connection, team_id: int, query: EventQuery) -> tuple[Sequ
         conditions.append(messages.c.request_id == query.request_id)
     if query.bounce_classes:
         conditions.append(email_events.c.bounce_class.in_(query.bounce_classes))
-    joined = email_events.join(messages, messages.c.id == email_events.c.message_id)
-    total = int(conn.execute(select(func.count()).select_from(joined).where(*conditions)).scalar_one())
-    page_conditions = list(conditions)
+    return conditions
+
+
+def _counted_directly(conn: Connection, team_id: int, query: EventQuery, since: datetime, before: datetime) -> int:
+    """Matching events with ``since <= occurred_at < before``, counted row by row on an index."""
+    if since >= before:
+        return 0
+    source: FromClause = email_events
+    if query.request_id is not None:
+        source = email_events.join(messages, messages.c.id == email_events.c.message_id)
+    conditions = [
+        *_event_filters(team_id, query),
+        email_events.c.occurred_at >= since,
+        email_events.c.occurred_at < before,
+    ]
+    return int(conn.execute(select(func.count()).select_from(source).where(*conditions)).scalar_one())
+
+
+def count_matching(conn: Connection, team_id: int, query: EventQuery) -> int:
+    """How many events match ``query`` in all, exactly.
+
+    Filtered only by team, time and type, the whole hours of the range are summed from ``event_counts`` and only
+    the partial hours at its two edges are counted row by row, so the cost does not grow with the number of
+    events stored. Filters by recipient, transmission or bounce class are counted row by row on their own index
+    (they match a recipient's, a transmission's or the bounces' events only).
+    """
+    until = query.until + timedelta(microseconds=1)  # ``until`` is inclusive
+    if query.recipients_in or query.request_id is not None or query.bounce_classes:
+        return _counted_directly(conn, team_id, query, query.since, until)
+    first_whole = hour_of(query.since) + (HOUR if hour_of(query.since) != query.since else timedelta(0))
+    after_whole = hour_of(until)
+    if first_whole >= after_whole:
+        return _counted_directly(conn, team_id, query, query.since, until)
+    conditions = [
+        event_counts.c.team_id == team_id,
+        event_counts.c.hour_start >= first_whole,
+        event_counts.c.hour_start < after_whole,
+    ]
+    if query.types:
+        conditions.append(event_counts.c.type.in_(query.types))
+    whole = conn.execute(select(func.coalesce(func.sum(event_counts.c.count), 0)).where(*conditions)).scalar_one()
+    edges = _counted_directly(conn, team_id, query, query.since, first_whole)
+    edges += _counted_directly(conn, team_id, query, after_whole, until)
+    return int(whole) + edges
+
+
+def events_page(conn: Connection, team_id: int, query: EventQuery) -> tuple[Sequence[Row[Any]], int]:
+    """Newest first, with the message each event belongs to; and how many events match in all."""
+    total = count_matching(conn, team_id, query)
+    occurred_at: ColumnElement[datetime] = email_events.c.occurred_at
+    if conn.dialect.name == "sqlite" and not (query.recipients_in or query.request_id or query.bounce_classes):
+        # Walk the team's events newest first (by team and id, or team, type and id) and stop at the page's end.
+        # Left to itself SQLite may choose the time-range index instead, and then sort every event of the range
+        # to return the newest few; a unary + keeps the time filter off the index choice.
+        occurred_at = literal_column("+email_events.occurred_at", UTCDateTime())
+    conditions = [*_event_filters(team_id, query), occurred_at >= query.since, occurred_at <= query.until]
     if query.before_id is not None:
-        page_conditions.append(email_events.c.id < query.before_id)
+        conditions.append(email_events.c.id < query.before_id)
     rows = conn.execute(
         select(email_events, messages.c.request_id, messages.c.content, *_message_columns())
-        .select_from(joined)
-        .where(*page_conditions)
+        .select_from(email_events.join(messages, messages.c.id == email_events.c.message_id))
+        .where(*conditions)
         .order_by(email_events.c.id.desc())
         .limit(query.limit)
     ).fetchall()

@@ -9,6 +9,7 @@ Suppressed recipients are accepted into the record but not delivered: they count
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -87,6 +88,22 @@ def _check_send(conn: Connection, team_id: int, request: SendRequest) -> tuple[i
     return project_id, request
 
 
+class EventCounts:
+    """The events one transaction records, counted per team, type and hour until ``write`` adds them to
+    ``event_counts``: one statement per counter instead of one per event, taken in one order by every
+    transaction (row locks on PostgreSQL)."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[int, str, datetime]] = Counter()
+
+    def add(self, team_id: int, event_type: str, occurred_at: datetime) -> None:
+        self._counts[(team_id, event_type, queries.hour_of(occurred_at))] += 1
+
+    def write(self, conn: Connection) -> None:
+        queries.add_event_counts(conn, sorted(self._counts.items()))
+        self._counts.clear()
+
+
 def record_event(
     conn: Connection,
     *,
@@ -99,9 +116,10 @@ def record_event(
     bounce_class: int | None = None,
     details: dict[str, Any] | None = None,
     fanout: webhooks_service.EventFanout | None = None,
+    counts: EventCounts | None = None,
 ) -> None:
-    """Append an event; in the same transaction it becomes webhook work for the team's subscribed endpoints
-    (through ``fanout`` when the caller records several events of one team)."""
+    """Append an event and count it; in the same transaction it becomes webhook work for the team's subscribed
+    endpoints (through ``fanout`` and ``counts``, which the caller writes, when it records several events)."""
     event_id = numeric_id()
     queries.insert_event(
         conn,
@@ -119,6 +137,10 @@ def record_event(
     )
     fanout = fanout or webhooks_service.EventFanout(conn, team_id)
     fanout.record(event_id=event_id, event_type=event_type, now=now)
+    if counts is None:
+        queries.add_event_counts(conn, [((team_id, event_type, queries.hour_of(now)), 1)])
+    else:
+        counts.add(team_id, event_type, now)
 
 
 def record_recipient_event(
@@ -129,6 +151,7 @@ def record_recipient_event(
     details: dict[str, Any],
     bounce_class: int | None = None,
     fanout: webhooks_service.EventFanout | None = None,
+    counts: EventCounts | None = None,
 ) -> None:
     """``record_event`` for a ``recipients`` row; its ``rcpt_type`` goes into the details."""
     record_event(
@@ -142,6 +165,7 @@ def record_recipient_event(
         bounce_class=bounce_class,
         details={"rcpt_type": recipient.rcpt_type, **details},
         fanout=fanout,
+        counts=counts,
     )
 
 
@@ -193,6 +217,7 @@ def accept(
     )
     domains_to_deliver: set[str] = set()
     fanout = webhooks_service.EventFanout(conn, team_id)
+    counts = EventCounts()
     for address, rcpt_type in listed:
         domain = address.rsplit("@", 1)[1].lower()
         is_suppressed = address.lower() in suppressed
@@ -230,10 +255,12 @@ def accept(
                 else {"rcpt_type": rcpt_type}
             ),
             fanout=fanout,
+            counts=counts,
         )
         if is_suppressed:
             continue
         domains_to_deliver.add(domain)
+    counts.write(conn)
     for domain in sorted(domains_to_deliver):
         enqueue(conn, kind=WorkKind.DELIVER, ref=f"{message_id}|{domain}", run_at=now, now=now)
     rejected = sum(1 for address, _ in listed if address.lower() in suppressed)

@@ -8,9 +8,11 @@ the row names and are safe to run twice, so delivery is at-least-once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -20,6 +22,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection
 
 from postroom.core.clock import utcnow
+from postroom.core.slots import Slots
 from postroom.db.engine import Database
 from postroom.db.errors import database_unavailable, unavailable_reason
 from postroom.jobs import queries
@@ -225,6 +228,52 @@ async def finish_or_release(db: Database, running: set[asyncio.Task[Any]], token
     if released:
         log.warning("released %d work item(s) still running at shutdown", released)
     return released
+
+
+PARKED_PER_SLOT = 4
+"""Work items a worker may hold while they wait outside its slots (for a busy destination), per slot."""
+
+
+@dataclass(slots=True)
+class _Holding:
+    slots: Slots
+    held: bool = True
+
+
+_holding: ContextVar[_Holding | None] = ContextVar("postroom_worker_slot", default=None)
+
+
+@contextlib.asynccontextmanager
+async def worker_slot(slots: Slots, *, taken: bool = False) -> AsyncIterator[None]:
+    """Hold one of the worker's slots while a work item runs (``taken``: the caller has already taken it)."""
+    if not taken:
+        await slots.acquire()
+    holding = _Holding(slots)
+    reset = _holding.set(holding)
+    try:
+        yield
+    finally:
+        _holding.reset(reset)
+        if holding.held:
+            slots.release()
+
+
+@contextlib.asynccontextmanager
+async def stepping_aside() -> AsyncIterator[None]:
+    """Give the running item's worker slot to other work while it waits for something that is not work (its
+    destination at its cap); afterwards it takes a slot back ahead of items that have not started. Outside a
+    worker slot this does nothing."""
+    holding = _holding.get()
+    if holding is None or not holding.held:
+        yield
+        return
+    holding.held = False
+    holding.slots.release()
+    try:
+        yield
+    finally:
+        await holding.slots.acquire(first=True)
+        holding.held = True
 
 
 def work_item(row: Any) -> WorkItem:

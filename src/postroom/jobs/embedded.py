@@ -14,9 +14,11 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 from postroom.core.clock import utcnow
+from postroom.core.slots import Slots
 from postroom.db.engine import Database
 from postroom.jobs import queries
 from postroom.jobs.base import (
+    PARKED_PER_SLOT,
     Backoff,
     DispatcherStatus,
     Handler,
@@ -25,6 +27,7 @@ from postroom.jobs.base import (
     execute,
     finish_or_release,
     work_item,
+    worker_slot,
 )
 
 log = logging.getLogger("postroom.jobs")
@@ -48,6 +51,10 @@ class EmbeddedDispatcher:
         self.status = DispatcherStatus()
         self._handlers = handlers
         self._concurrency = concurrency
+        # Items that wait for a busy destination give their slot to others (``stepping_aside``), so more items
+        # than slots may be claimed at once, up to this many.
+        self._slots = Slots(concurrency, on_release=self.wake)
+        self._max_claimed = concurrency * (1 + PARKED_PER_SLOT)
         self._lease = lease
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
@@ -85,10 +92,10 @@ class EmbeddedDispatcher:
                     continue
                 self.status.last_claim_at = utcnow()
                 for item in claimed:
-                    task = asyncio.create_task(self._run(item))
+                    task = asyncio.create_task(self._run(item, taken=self._slots.try_acquire()))
                     self._running.add(task)
                     task.add_done_callback(self._finished)
-                if len(self._running) >= self._concurrency:
+                if self._room() <= 0:
                     self._wake.clear()
                     await self._wake.wait()  # set when a slot frees up, or by shutdown()
         except asyncio.CancelledError:
@@ -122,8 +129,11 @@ class EmbeddedDispatcher:
         self._running.discard(task)
         self._wake.set()  # a slot is free
 
+    def _room(self) -> int:
+        return min(self._slots.free, self._max_claimed - len(self._running))
+
     async def _claim(self) -> list[WorkItem]:
-        room = self._concurrency - len(self._running)
+        room = self._room()
         if room <= 0 or self._stopping:
             return []
         now = utcnow()
@@ -132,5 +142,6 @@ class EmbeddedDispatcher:
         )
         return [work_item(r) for r in rows]
 
-    async def _run(self, item: WorkItem) -> None:
-        await execute(self._db, self._handlers, item, self._token)
+    async def _run(self, item: WorkItem, *, taken: bool) -> None:
+        async with worker_slot(self._slots, taken=taken):
+            await execute(self._db, self._handlers, item, self._token)

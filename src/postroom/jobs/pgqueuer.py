@@ -27,10 +27,12 @@ from sqlalchemy import Connection
 from sqlalchemy.util import await_
 
 from postroom.core.clock import utcnow
+from postroom.core.slots import Slots
 from postroom.db.engine import Database
 from postroom.db.errors import database_unavailable
 from postroom.jobs import queries
 from postroom.jobs.base import (
+    PARKED_PER_SLOT,
     Backoff,
     DispatcherStatus,
     Handler,
@@ -38,6 +40,7 @@ from postroom.jobs.base import (
     execute,
     finish_or_release,
     work_item,
+    worker_slot,
 )
 
 log = logging.getLogger("postroom.jobs")
@@ -107,6 +110,10 @@ class PgQueuerDispatcher:
         self._dsn = dsn
         self._batch = max(1, concurrency // 2)
         self._concurrency = 2 * self._batch
+        # pgqueuer runs up to ``_max_jobs`` jobs; our slots let ``_concurrency`` of them work at once, the rest
+        # wait for a slot or for a busy destination outside the slots (``stepping_aside``).
+        self._slots = Slots(self._concurrency)
+        self._max_jobs = self._concurrency * (1 + PARKED_PER_SLOT)
         self._lease = lease
         self._reconcile_interval = reconcile_interval
         self._token = secrets.token_hex(8)
@@ -167,7 +174,7 @@ class PgQueuerDispatcher:
             running = asyncio.create_task(
                 manager.run(
                     batch_size=self._batch,
-                    max_concurrent_tasks=self._concurrency,
+                    max_concurrent_tasks=self._max_jobs,
                     dequeue_timeout=POLL_INTERVAL,
                     heartbeat_timeout=timedelta(seconds=30),
                 )
@@ -236,7 +243,10 @@ class PgQueuerDispatcher:
         if row is None:
             return  # done already, or a live worker holds it
         self.status.last_claim_at = now
-        await execute(self._db, self._handlers, work_item(row), self._token)
+        # Claimed before it waits for a slot: at shutdown its lease is released with a new job, so a successor
+        # takes it at once.
+        async with worker_slot(self._slots):
+            await execute(self._db, self._handlers, work_item(row), self._token)
 
     def _claim(self, conn: Connection, *, item_id: int, now: datetime) -> Any:
         return queries.claim_one(conn, item_id=item_id, now=now, lease_until=now + self._lease, token=self._token)

@@ -132,8 +132,27 @@ email_events = Table(
     Column("details", Text, nullable=True),
     Index("ix_email_events_team_id_id", "team_id", "id"),
     Index("ix_email_events_team_id_type_id", "team_id", "type", "id"),
+    # Counting the partial hours at the edges of a listing's range, and the listings' filters.
+    Index("ix_email_events_team_id_occurred_at", "team_id", "occurred_at"),
+    Index("ix_email_events_team_id_type_occurred_at", "team_id", "type", "occurred_at"),
+    Index("ix_email_events_team_id_bounce_class_occurred_at", "team_id", "bounce_class", "occurred_at"),
+    Index("ix_email_events_team_id_lower_rcpt_to", "team_id", text("lower(rcpt_to)")),
 )
 """Append-only. ``details`` holds the type's own fields (reason, error_code, num_retries, queue_time …) as JSON."""
+
+event_counts = Table(
+    "event_counts",
+    metadata,
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True),
+    Column("type", String(32), primary_key=True),
+    Column("hour_start", UTCDateTime, primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("count", Integer, nullable=False),
+    Index("ix_event_counts_team_id_hour_start", "team_id", "hour_start"),
+)
+"""How many ``email_events`` rows of a team and type occurred in the hour from ``hour_start``: the sum over
+``shard`` is exact, kept in the transaction that writes the events. Several shards let concurrent PostgreSQL
+transactions count the same hour without waiting for each other's row lock (SQLite uses shard 0 only)."""
 
 work_items = Table(
     "work_items",
