@@ -47,6 +47,9 @@ domains = Table(
     Column("dkim_previous_selector", String(63), nullable=True),
     Column("dkim_previous_public_key", Text, nullable=True),
     Column("dkim_previous_retire_at", UTCDateTime, nullable=True),
+    # Open and click tracking links use this host once its CNAME to the public host verifies.
+    Column("tracking_domain", String(253), nullable=True),
+    Column("tracking_status", String(16), nullable=True),
 )
 
 domain_events = Table(
@@ -103,6 +106,9 @@ recipients = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The first human open and click (machine opens and scanner clicks never set them): unique engagement.
+    Column("opened_at", UTCDateTime, nullable=True),
+    Column("clicked_at", UTCDateTime, nullable=True),
 )
 
 email_events = Table(
