@@ -45,6 +45,7 @@ from postroom.system import api as system_api
 from postroom.system.metrics import metrics
 from postroom.teams import api as teams_api
 from postroom.templates import api as templates_api
+from postroom.tracking import api as tracking_api
 from postroom.webhooks import api as webhooks_api
 
 log = logging.getLogger("postroom.app")
@@ -194,7 +195,7 @@ def build_app(
         dependencies={"api_key": Provide(_provide_api_key, sync_to_thread=False)},
     )
     app = Litestar(
-        route_handlers=[api, metrics, dashboard.router()],
+        route_handlers=[api, metrics, dashboard.router(), tracking_api.router()],
         exception_handlers={
             PostroomError: _postroom_error,
             ValidationException: _validation_error,

@@ -1,16 +1,20 @@
 """``/api/domains``: register sending domains, see the records to publish, verify them (lettr-api.md §5.4).
 
 ``POST /api/domains/{domain}/dkim/rotate`` is a Postroom addition: it starts a DKIM key rotation.
+``PUT /api/domains/{domain}/tracking-domain`` is one too: it sets (or, with null, removes) the domain's tracking
+domain, whose CNAME is then listed and verified with the other records.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, delete, get, post
+from litestar import Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath
 
+from postroom.audit import service as audit
+from postroom.auth.client_ip import connection_client_ip
 from postroom.auth.guard import CallerKey
 from postroom.core.clock import utcnow
 from postroom.core.envelope import envelope
@@ -104,4 +108,51 @@ async def rotate_dkim(state: State, api_key: CallerKey, domain: FromPath[str]) -
     return envelope("DKIM key rotation started.", schemas.detail_body(rotated, state.settings))
 
 
-HANDLERS: list[Any] = [list_domains, create_domain, get_domain, delete_domain, verify_domain, rotate_dkim]
+@put(
+    "/domains/{domain:str}/tracking-domain",
+    status_code=200,
+    responses=documented(200, envelope_of(schemas.DomainDetail, "DomainDetailResponse"), errors=(404, 413, 422)),
+    operation_class=request_body(schemas.TrackingDomainInput),
+)
+async def set_tracking_domain(
+    request: Request[Any, Any, State], state: State, api_key: CallerKey, domain: FromPath[str]
+) -> dict[str, Any]:
+    name = service.normalise_domain(domain)
+    body = decode_body(await request.body())
+    host = body.get("tracking_domain")
+    if host is not None and not isinstance(host, str):
+        raise ValidationFailed({"tracking_domain": ["The tracking domain must be a string or null."]})
+    ip = connection_client_ip(request)
+
+    def change(conn: Any) -> service.SendingDomain:
+        now = utcnow()
+        before = service.get_domain(conn, team_id=api_key.team_id, name=name)
+        after = service.set_tracking_domain(conn, team_id=api_key.team_id, name=name, tracking_domain=host, now=now)
+        if after.tracking_domain != before.tracking_domain:
+            audit.record(
+                conn,
+                team_id=api_key.team_id,
+                actor=f"api_key:{api_key.id}",
+                action="domain.tracking_domain_set",
+                target=f"domain:{after.domain}",
+                old=before.tracking_domain,
+                new=after.tracking_domain,
+                ip=None if ip is None else str(ip),
+                now=now,
+                user_agent=request.headers.get("user-agent"),
+            )
+        return after
+
+    changed = await state.db.write(change)
+    return envelope("Tracking domain updated.", schemas.detail_body(changed, state.settings))
+
+
+HANDLERS: list[Any] = [
+    list_domains,
+    create_domain,
+    get_domain,
+    delete_domain,
+    verify_domain,
+    rotate_dkim,
+    set_tracking_domain,
+]

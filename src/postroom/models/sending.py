@@ -12,6 +12,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from postroom.models.types import UTCDateTime, metadata
@@ -86,6 +87,8 @@ messages = Table(
     Column("msg_size", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("recv_method", String(8), nullable=False, server_default="rest"),
+    Column("open_tracking", Boolean, nullable=False, server_default=false()),
+    Column("click_tracking", Boolean, nullable=False, server_default=false()),
     Index("ix_messages_team_id_created_at", "team_id", "created_at"),
     # Bounce intake matches a report to its message by the returned Message-ID when it has no VERP address.
     Index("ix_messages_message_id_header", "message_id_header"),

@@ -1,4 +1,5 @@
-"""Open and click tracking: a tracking domain per sending domain, and each recipient's first human open and click.
+"""Open and click tracking: whether each message asked for it, a tracking domain per sending domain, and each
+recipient's first human open and click.
 
 Revision ID: 0015
 Revises: 0010
@@ -19,6 +20,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Messages accepted before this revision were never tracked.
+    op.add_column("messages", sa.Column("open_tracking", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("messages", sa.Column("click_tracking", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.add_column("domains", sa.Column("tracking_domain", sa.String(length=253), nullable=True))
     op.add_column("domains", sa.Column("tracking_status", sa.String(length=16), nullable=True))
     op.add_column("recipients", sa.Column("opened_at", UTCDateTime(timezone=True), nullable=True))
@@ -29,6 +33,9 @@ def downgrade() -> None:
     with op.batch_alter_table("recipients") as batch:
         batch.drop_column("clicked_at")
         batch.drop_column("opened_at")
+    with op.batch_alter_table("messages") as batch:
+        batch.drop_column("click_tracking")
+        batch.drop_column("open_tracking")
     with op.batch_alter_table("domains") as batch:
         batch.drop_column("tracking_status")
         batch.drop_column("tracking_domain")

@@ -1,0 +1,87 @@
+"""The public tracking endpoints, outside ``/api`` and without an API key: they take only signed tokens.
+
+- ``GET|HEAD /t/o/{token}``: the open pixel, a 1×1 transparent GIF with caching forbidden.
+- ``GET|HEAD /t/c/{token}``: a click, answered with ``302`` to the URL the token signed.
+
+A token that does not verify (forged, altered, made for the other endpoint) gets a plain-text ``404``, never a
+redirect: the target of a redirect is only ever a URL this server signed. Each request is counted per client IP
+(``POSTROOM_TRACKING_RATE_LIMIT``) before anything is read; over the limit it is ``429`` with ``Retry-After`` and
+records nothing. Each recorded request is one unit of work on the recipient's row, committed before the answer.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from litestar import Request, Response, Router, route
+from litestar.datastructures import State
+from litestar.enums import HttpMethod
+from litestar.params import FromPath
+
+from postroom.auth.client_ip import connection_client_ip
+from postroom.auth.ratelimit import RateLimiter
+from postroom.core.clock import utcnow
+from postroom.tracking import rewriting, service
+
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+"""A 1×1 transparent GIF (43 bytes)."""
+
+_NO_CACHE = {
+    "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0, private",
+    "Pragma": "no-cache",
+    "Expires": "0",
+}
+_METHODS = [HttpMethod.GET, HttpMethod.HEAD]
+
+
+def _plain(status: int, text: str, headers: dict[str, str] | None = None) -> Response[bytes]:
+    return Response(
+        content=text.encode(), status_code=status, media_type="text/plain; charset=utf-8",
+        headers={**_NO_CACHE, **(headers or {})},
+    )  # fmt: skip
+
+
+async def _admitted(request: Request[Any, Any, State]) -> tuple[service.Client, Response[bytes] | None]:
+    """Who is asking, and the 429 to answer instead when that address is over its limit."""
+    ip = connection_client_ip(request)
+    client = service.Client(request.method, request.headers.get("user-agent"), None if ip is None else str(ip))
+    limiter: RateLimiter = request.app.state.rate_limiter
+    verdict = await limiter.hit_public(client.ip or "unknown")
+    if verdict is not None and verdict.retry_after is not None:
+        return client, _plain(429, "Too many requests.\n", {"Retry-After": str(verdict.retry_after)})
+    return client, None
+
+
+@route("/o/{token:str}", http_method=_METHODS, name="tracking-open")
+async def open_pixel(request: Request[Any, Any, State], state: State, token: FromPath[str]) -> Response[bytes]:
+    client, refused = await _admitted(request)
+    if refused is not None:
+        return refused
+    recipient_id = rewriting.read_open(state.settings.server_secret, token)
+    if recipient_id is None:
+        return _plain(404, "Not found.\n")
+    await state.db.write(lambda conn: service.record_open(conn, recipient_id=recipient_id, client=client, now=utcnow()))
+    return Response(content=PIXEL, media_type="image/gif", headers=_NO_CACHE)
+
+
+@route("/c/{token:str}", http_method=_METHODS, name="tracking-click")
+async def click(request: Request[Any, Any, State], state: State, token: FromPath[str]) -> Response[bytes]:
+    client, refused = await _admitted(request)
+    if refused is not None:
+        return refused
+    found = rewriting.read_click(state.settings.server_secret, token)
+    if found is None:
+        return _plain(404, "This link is not valid.\n")
+    recipient_id, target = found
+    await state.db.write(
+        lambda conn: service.record_click(conn, recipient_id=recipient_id, target=target, client=client, now=utcnow())
+    )
+    return Response(
+        content=b"", status_code=302, headers={**_NO_CACHE, "Location": target, "Referrer-Policy": "no-referrer"}
+    )
+
+
+def router() -> Router:
+    """The tracking endpoints, mounted at ``/t`` next to ``/api`` and the dashboard."""
+    return Router(path="/t", route_handlers=[open_pixel, click], include_in_schema=False)
