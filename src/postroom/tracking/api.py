@@ -25,7 +25,7 @@ from postroom.core.clock import utcnow
 from postroom.tracking import rewriting, service
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-"""A 1×1 transparent GIF (43 bytes)."""
+"""A 1×1 transparent GIF (42 bytes)."""
 
 _NO_CACHE = {
     "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0, private",

@@ -25,7 +25,7 @@ _RECIPIENT = Prepared(
 _FIRST = {
     column: Prepared(
         update(recipients)
-        .where(recipients.c.id == bindparam("id"), recipients.c[column].is_(None))
+        .where(recipients.c.id == bindparam("recipient_id"), recipients.c[column].is_(None))
         .values({column: bindparam("now")})
     )
     for column in ("opened_at", "clicked_at")
@@ -38,4 +38,4 @@ def recipient(conn: Connection, recipient_id: int) -> Row[Any] | None:
 
 def mark_first(conn: Connection, recipient_id: int, column: str, now: datetime) -> bool:
     """Set ``opened_at`` or ``clicked_at`` unless it is set already; whether this call set it."""
-    return bool(_FIRST[column].execute(conn, {"id": recipient_id, "now": now}).rowcount)
+    return bool(_FIRST[column].execute(conn, {"recipient_id": recipient_id, "now": now}).rowcount)
