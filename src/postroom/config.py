@@ -129,6 +129,10 @@ class Settings:
     tracking_rate_limit: str = "60/second"
     """``POSTROOM_TRACKING_RATE_LIMIT``: requests per client IP to the public tracking endpoints; ``off`` disables
     it. Over it a request gets 429 and records nothing."""
+    tracking_write_behind: bool = False
+    """``POSTROOM_TRACKING_WRITE_BEHIND``: 1 answers opens and clicks as soon as the token checks, and records the
+    event in the background (group-committed), falling back to waiting when many writes are pending; a crash can
+    lose the events of the last moments. 0 (default) commits each event before answering."""
 
     @property
     def smtp_listen_host(self) -> str:
@@ -281,6 +285,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "smtp_allow_plain": _flag(env, "POSTROOM_SMTP_ALLOW_PLAIN"),
         "public_url": (env.get("POSTROOM_PUBLIC_URL") or "").strip(),
         "tracking_rate_limit": _rate_limit(env, "POSTROOM_TRACKING_RATE_LIMIT", "60/second"),
+        "tracking_write_behind": _flag(env, "POSTROOM_TRACKING_WRITE_BEHIND"),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     processes = values["api_processes"]

@@ -118,8 +118,8 @@ def test_remote_stylesheets_are_not_fetched() -> None:
     assert "<p>Hi</p>" in (out.html or "")
 
 
-def _recipient(status: str = "queued", delivered_ago: float = 60) -> SimpleNamespace:
-    return SimpleNamespace(status=status, updated_at=utcnow() - timedelta(seconds=delivered_ago))
+def _recipient(status: str = "queued", delivered_ago: float = 60) -> tuple[str, float]:
+    return status, delivered_ago
 
 
 HUMAN = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
