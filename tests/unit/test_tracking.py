@@ -138,6 +138,8 @@ HUMAN = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) 
     ],
 )
 def test_machine_requests_are_recognised(
-    client: Client, recipient: SimpleNamespace, reason: MachineReason | None
+    client: Client, recipient: tuple[str, float], reason: MachineReason | None
 ) -> None:
-    assert machine_reason(client, recipient, utcnow()) is reason  # type: ignore[arg-type]
+    now = utcnow()
+    row = SimpleNamespace(status=recipient[0], updated_at=now - timedelta(seconds=recipient[1]))
+    assert machine_reason(client, row, now) is reason  # type: ignore[arg-type]
