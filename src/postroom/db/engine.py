@@ -87,11 +87,6 @@ class Database(ABC):
         self._background.add(task)
         task.add_done_callback(self._background_done)
 
-    @property
-    def background_writes(self) -> int:
-        """How many ``write_soon`` writes are still under way."""
-        return len(self._background)
-
     def _background_done(self, task: asyncio.Future[Any]) -> None:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:

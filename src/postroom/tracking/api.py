@@ -6,28 +6,25 @@
 A token that does not verify (forged, altered, made for the other endpoint) gets a plain-text ``404``, never a
 redirect: the target of a redirect is only ever a URL this server signed. Each request is counted per client IP
 (``POSTROOM_TRACKING_RATE_LIMIT``) before anything is read; over the limit it is ``429`` with ``Retry-After`` and
-records nothing. Each recorded request is one unit of work on the recipient's row, committed before the answer;
-with ``POSTROOM_TRACKING_WRITE_BEHIND=1`` it is written in the background instead (while fewer than
-``MAX_BEHIND`` such writes are pending), so the answer waits for no commit.
+records nothing. Each recorded request is one unit of work on the recipient's row, committed before the answer,
+or written behind it with ``POSTROOM_TRACKING_WRITE_BEHIND=1`` (``recorder.py``).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from typing import Any
 
 from litestar import Request, Response, Router, route
 from litestar.datastructures import State
 from litestar.enums import HttpMethod
 from litestar.params import FromPath
-from sqlalchemy import Connection
 
 from postroom.auth.client_ip import connection_client_ip
 from postroom.auth.ratelimit import RateLimiter
 from postroom.core.clock import utcnow
-from postroom.db.engine import Database
 from postroom.tracking import rewriting, service
+from postroom.tracking.recorder import EventRecorder, Unit
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 """A 1×1 transparent GIF (42 bytes)."""
@@ -38,8 +35,6 @@ _NO_CACHE = {
     "Expires": "0",
 }
 _METHODS = [HttpMethod.GET, HttpMethod.HEAD]
-MAX_BEHIND = 1000
-"""Background event writes an application lets pile up before requests wait for their own commit again."""
 
 
 def _plain(status: int, text: str, headers: dict[str, str] | None = None) -> Response[bytes]:
@@ -60,12 +55,9 @@ async def _admitted(request: Request[Any, Any, State]) -> tuple[service.Client, 
     return client, None
 
 
-async def _record(state: State, unit: Callable[[Connection], bool]) -> None:
-    db: Database = state.db
-    if state.settings.tracking_write_behind and db.background_writes < MAX_BEHIND:
-        db.write_soon(unit)
-    else:
-        await db.write(unit)
+async def _record(state: State, unit: Unit) -> None:
+    recorder: EventRecorder = state.tracking_recorder
+    await recorder.record(unit)
 
 
 @route("/o/{token:str}", http_method=_METHODS, name="tracking-open")
