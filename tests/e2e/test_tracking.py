@@ -2,7 +2,8 @@
 rewritten links; fetching those (with httpx, and in headless Chromium) records ``open``, ``initial_open`` and
 ``click`` events, redirects to the original URL, and fires signed ``engagement.*`` webhooks to a real receiver.
 Forged tokens are refused, machine requests flagged, tracking domains verified against a loopback DNS server, and
-the public endpoints rate-limited per client address.
+the public endpoints rate-limited per client address. The webhook receiver (also the landing pages' server) is
+the one of test_webhooks.py.
 
 The server runs on a database of its own (``own_backend``, both engines) with webhooks allowed to reach loopback.
 """
@@ -11,12 +12,9 @@ from __future__ import annotations
 
 import email
 import email.policy
-import json
 import os
 import re
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,7 +25,6 @@ import pytest
 from lettr import Lettr
 from lettr._types import EmailOptions
 from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
 
 from postroom.core.clock import utcnow
 from postroom.domains import service as domains_service
@@ -35,6 +32,8 @@ from postroom.domains.service import SendingDomain
 from postroom.tracking.service import MACHINE_WINDOW
 from postroom.webhooks import verify
 from tests.conftest import Backend, Server, bearer, http_from, mail_env
+from tests.e2e.test_webhooks import Inbox, wait_until
+from tests.e2e.test_webhooks import receiver as receiver  # a fixture: the webhook receiver and landing pages
 from tests.support.dns_server import DnsServer
 from tests.support.smtp_sink import ReceivedMessage, SmtpSink
 
@@ -42,17 +41,6 @@ DOMAIN = "tracked.test"
 TRACKING_HOST = "links.tracked.test"
 HUMAN = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
 CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[HTTPServer]:
-    """The webhook receiver, and the landing pages tracked links lead to."""
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    if server.is_running():
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -94,38 +82,6 @@ def client(tracking_server: Server, own_backend: Backend, receiver: HTTPServer) 
         lettr.webhooks.delete(hook.id)
 
 
-class Inbox:
-    """Signed webhook batches the receiver got at one path."""
-
-    def __init__(self, receiver: HTTPServer, path: str) -> None:
-        self.url = f"http://127.0.0.1:{receiver.port}{path}"
-        self.requests: list[tuple[bytes, dict[str, str]]] = []
-        self._lock = threading.Lock()
-
-        def handle(request: Request) -> Response:
-            with self._lock:
-                self.requests.append((request.get_data(), dict(request.headers)))
-            return Response("ok", status=200)
-
-        receiver.expect_request(path, method="POST").respond_with_handler(handle)
-
-    def events(self) -> list[dict[str, Any]]:
-        with self._lock:
-            bodies = [body for body, _ in self.requests]
-        return [
-            item["msys"]["track_event"] for body in bodies for item in json.loads(body) if "track_event" in item["msys"]
-        ]
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-    return result
-
-
 def landing(receiver: HTTPServer, path: str) -> str:
     receiver.expect_request(path, method="GET").respond_with_data(
         f"<html><title>landed {path}</title><body>landed</body></html>", content_type="text/html"
@@ -134,7 +90,7 @@ def landing(receiver: HTTPServer, path: str) -> str:
 
 
 def subscribe(client: Lettr, receiver: HTTPServer, path: str) -> tuple[Inbox, str]:
-    inbox = Inbox(receiver, path)
+    inbox = Inbox(receiver, path)  # answers 200
     created = client.webhooks.create(
         name="engagement", url=inbox.url, auth_type="none", events_mode="selected",
         events=["engagement.open", "engagement.initial_open", "engagement.click"],
@@ -382,7 +338,7 @@ def test_a_verified_tracking_domain_carries_the_links(  # last: later messages o
         return link if urlsplit(link).hostname == TRACKING_HOST else None
 
     link = wait_until(carried, timeout=30, what="links on the tracking domain")
-    assert link.startswith(f"http://{TRACKING_HOST}/t/c/")
+    assert link is not None and link.startswith(f"http://{TRACKING_HOST}/t/c/")
     path = urlsplit(link).path
     with httpx.Client() as http:  # the tracking domain resolves to this server: connect there, name it in Host
         answer = http.get(

@@ -13,7 +13,8 @@ or written behind it with ``POSTROOM_TRACKING_WRITE_BEHIND=1`` (``recorder.py``)
 from __future__ import annotations
 
 import base64
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from litestar import Request, Response, Router, route
 from litestar.datastructures import State
@@ -35,6 +36,7 @@ _NO_CACHE = {
     "Expires": "0",
 }
 _METHODS = [HttpMethod.GET, HttpMethod.HEAD]
+T = TypeVar("T")
 
 
 def _plain(status: int, text: str, headers: dict[str, str] | None = None) -> Response[bytes]:
@@ -55,40 +57,50 @@ async def _admitted(request: Request[Any, Any, State]) -> tuple[service.Client, 
     return client, None
 
 
-async def _record(state: State, unit: Unit) -> None:
-    recorder: EventRecorder = state.tracking_recorder
-    await recorder.record(unit)
-
-
-@route("/o/{token:str}", http_method=_METHODS, name="tracking-open")
-async def open_pixel(request: Request[Any, Any, State], state: State, token: FromPath[str]) -> Response[bytes]:
+async def _tracked(
+    request: Request[Any, Any, State],
+    token: str,
+    read: Callable[[bytes, str], T | None],
+    unit: Callable[[T, service.Client], Unit],
+    not_found: str,
+) -> T | Response[bytes]:
+    """The token's payload once the request is admitted and its event recorded; else the answer to give."""
     client, refused = await _admitted(request)
     if refused is not None:
         return refused
-    recipient_id = rewriting.read_open(state.settings.server_secret, token)
-    if recipient_id is None:
-        return _plain(404, "Not found.\n")
-    now = utcnow()
-    await _record(state, lambda conn: service.record_open(conn, recipient_id=recipient_id, client=client, now=now))
+    state: State = request.app.state
+    found = read(state.settings.server_secret, token)
+    if found is None:
+        return _plain(404, not_found)
+    recorder: EventRecorder = state.tracking_recorder
+    await recorder.record(unit(found, client))
+    return found
+
+
+@route("/o/{token:str}", http_method=_METHODS, name="tracking-open")
+async def open_pixel(request: Request[Any, Any, State], token: FromPath[str]) -> Response[bytes]:
+    def unit(recipient_id: int, client: service.Client) -> Unit:
+        now = utcnow()
+        return lambda conn: service.record_open(conn, recipient_id=recipient_id, client=client, now=now)
+
+    found = await _tracked(request, token, rewriting.read_open, unit, "Not found.\n")
+    if isinstance(found, Response):
+        return found
     return Response(content=PIXEL, media_type="image/gif", headers=_NO_CACHE)
 
 
 @route("/c/{token:str}", http_method=_METHODS, name="tracking-click")
-async def click(request: Request[Any, Any, State], state: State, token: FromPath[str]) -> Response[bytes]:
-    client, refused = await _admitted(request)
-    if refused is not None:
-        return refused
-    found = rewriting.read_click(state.settings.server_secret, token)
-    if found is None:
-        return _plain(404, "This link is not valid.\n")
-    recipient_id, target = found
-    now = utcnow()
-    await _record(
-        state, lambda conn: service.record_click(conn, recipient_id=recipient_id, target=target, client=client, now=now)
-    )
-    return Response(
-        content=b"", status_code=302, headers={**_NO_CACHE, "Location": target, "Referrer-Policy": "no-referrer"}
-    )
+async def click(request: Request[Any, Any, State], token: FromPath[str]) -> Response[bytes]:
+    def unit(found: tuple[int, str], client: service.Client) -> Unit:
+        now = utcnow()
+        recipient_id, target = found
+        return lambda conn: service.record_click(conn, recipient_id=recipient_id, target=target, client=client, now=now)
+
+    found = await _tracked(request, token, rewriting.read_click, unit, "This link is not valid.\n")
+    if isinstance(found, Response):
+        return found
+    headers = {**_NO_CACHE, "Location": found[1], "Referrer-Policy": "no-referrer"}
+    return Response(content=b"", status_code=302, headers=headers)
 
 
 def router() -> Router:
