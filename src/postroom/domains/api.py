@@ -119,7 +119,9 @@ async def set_tracking_domain(
 ) -> dict[str, Any]:
     name = service.normalise_domain(domain)
     body = decode_body(await request.body())
-    host = body.get("tracking_domain")
+    if "tracking_domain" not in body:
+        raise ValidationFailed({"tracking_domain": ["The tracking_domain field is required (null removes it)."]})
+    host = body["tracking_domain"]
     if host is not None and not isinstance(host, str):
         raise ValidationFailed({"tracking_domain": ["The tracking domain must be a string or null."]})
     ip = connection_client_ip(request)
