@@ -144,3 +144,33 @@ def test_messages_accepted_before_recv_method_existed_read_as_rest(tmp_path: Pat
         assert db.conn.execute(select(messages.c.recv_method)).scalar_one() == "rest"
         db.downgrade("0009")
         db.upgrade("head")
+
+
+def test_messages_and_domains_from_before_tracking_read_as_untracked(tmp_path: Path) -> None:
+    from sqlalchemy import insert
+
+    from postroom.models import domains, messages
+    from tests.support.migrations import migrating
+
+    with migrating(tmp_path / "old.db") as db:
+        db.upgrade("0010")
+        db.conn.execute(insert(teams).values(id=3, name="Old team", created_at=T0, updated_at=T0))
+        db.conn.execute(
+            insert(messages).values(
+                id="msg_old", request_id="1", team_id=3, project_id=1, from_email="a@sender.test",
+                sending_domain="sender.test", subject="", message_id_header="<1@x>", content="{}",
+                transactional=True, msg_size=1, created_at=T0,
+            )
+        )  # fmt: skip
+        db.conn.execute(
+            insert(domains).values(
+                id="dom_old", team_id=3, domain="sender.test", status="approved", dkim_selector="s",
+                dkim_private_key="k", dkim_public_key="p", created_at=T0, updated_at=T0,
+            )
+        )  # fmt: skip
+        db.upgrade("0015")
+        tracked = db.conn.execute(select(messages.c.open_tracking, messages.c.click_tracking)).one()
+        assert tuple(tracked) == (False, False)
+        assert db.conn.execute(select(domains.c.tracking_domain, domains.c.tracking_status)).one() == (None, None)
+        db.downgrade("0010")
+        db.upgrade("head")
