@@ -124,22 +124,29 @@ def test_the_head_revision_constant_is_alembics_head_and_the_database_is_there(b
     assert backend.read(schema_revision) == HEAD_REVISION
 
 
-def test_messages_accepted_before_recv_method_existed_read_as_rest(tmp_path: Path) -> None:
+def _old_message(conn: Connection) -> None:
+    """A team and a message of it, as a database from before the later message columns holds them."""
     from sqlalchemy import insert
 
+    from postroom.models import messages
+
+    conn.execute(insert(teams).values(id=3, name="Old team", created_at=T0, updated_at=T0))
+    conn.execute(
+        insert(messages).values(
+            id="msg_old", request_id="1", team_id=3, project_id=1, from_email="a@sender.test",
+            sending_domain="sender.test", subject="", message_id_header="<1@x>", content="{}",
+            transactional=True, msg_size=1, created_at=T0,
+        )
+    )  # fmt: skip
+
+
+def test_messages_accepted_before_recv_method_existed_read_as_rest(tmp_path: Path) -> None:
     from postroom.models import messages
     from tests.support.migrations import migrating
 
     with migrating(tmp_path / "old.db") as db:
         db.upgrade("0009")
-        db.conn.execute(insert(teams).values(id=3, name="Old team", created_at=T0, updated_at=T0))
-        db.conn.execute(
-            insert(messages).values(
-                id="msg_old", request_id="1", team_id=3, project_id=1, from_email="a@sender.test",
-                sending_domain="sender.test", subject="", message_id_header="<1@x>", content="{}",
-                transactional=True, msg_size=1, created_at=T0,
-            )
-        )  # fmt: skip
+        _old_message(db.conn)
         db.upgrade("0010")
         assert db.conn.execute(select(messages.c.recv_method)).scalar_one() == "rest"
         db.downgrade("0009")
@@ -154,14 +161,7 @@ def test_messages_and_domains_from_before_tracking_read_as_untracked(tmp_path: P
 
     with migrating(tmp_path / "old.db") as db:
         db.upgrade("0010")
-        db.conn.execute(insert(teams).values(id=3, name="Old team", created_at=T0, updated_at=T0))
-        db.conn.execute(
-            insert(messages).values(
-                id="msg_old", request_id="1", team_id=3, project_id=1, from_email="a@sender.test",
-                sending_domain="sender.test", subject="", message_id_header="<1@x>", content="{}",
-                transactional=True, msg_size=1, created_at=T0,
-            )
-        )  # fmt: skip
+        _old_message(db.conn)
         db.conn.execute(
             insert(domains).values(
                 id="dom_old", team_id=3, domain="sender.test", status="approved", dkim_selector="s",
