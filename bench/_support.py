@@ -1,5 +1,5 @@
-"""What the benchmarks share: process bookkeeping on Linux (/proc), clean shutdown of child processes, and
-statements on a PostgreSQL cluster's admin connection."""
+"""What the benchmarks share: process bookkeeping on Linux (/proc), clean shutdown of child processes,
+statements on a PostgreSQL cluster's admin connection, and in-process ASGI requests."""
 
 from __future__ import annotations
 
@@ -168,3 +168,37 @@ def run_admin_sql(url: str, sql: str) -> None:
             await conn.close()
 
     asyncio.run(run())
+
+
+async def asgi_get(
+    app: Any, path: str, headers: list[tuple[bytes, bytes]], *, client: str = "127.0.0.1"
+) -> tuple[int, dict[bytes, bytes]]:
+    """Call the ASGI application in-process with a ``GET`` of ``path``: the status and response headers."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": (client, 40000),
+        "server": ("127.0.0.1", 8025),
+    }
+    status = 0
+    answer: dict[bytes, bytes] = {}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            answer.update((k.lower(), v) for k, v in message.get("headers", ()))
+
+    await app(scope, receive, send)
+    return status, answer

@@ -23,11 +23,11 @@ import os
 import platform
 import secrets
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from postroom.apikeys import service as keys_service
 from postroom.app import build_app
@@ -37,38 +37,12 @@ from postroom.core.clock import utcnow
 from postroom.db.engine import open_database
 from postroom.teams import service as teams_service
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _support import asgi_get  # noqa: E402
+
 # The guard counts every request against the team's rate limit, as a server would, but the default (1000/second)
 # is reached within this benchmark's first second, and a 429 takes the error path instead of the route's.
 COUNTED_NEVER_REFUSED = {"POSTROOM_RATE_LIMIT": "1000000/second"}
-
-
-async def asgi_get(app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> int:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 40000),
-        "server": ("127.0.0.1", 8025),
-    }
-    status = 0
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
-    await app(scope, receive, send)
-    return status
 
 
 async def measure(settings: Settings, label: str, requests: int) -> None:
@@ -94,18 +68,18 @@ async def measure(settings: Settings, label: str, requests: int) -> None:
     auth = [(b"authorization", f"Bearer {created.key}".encode()), (b"user-agent", b"bench")]
     plain = [(b"user-agent", b"bench")]
     for _ in range(500):  # warm up both paths
-        assert await asgi_get(app, "/api/health", plain) == 200
-        assert await asgi_get(app, "/api/auth/check", auth) == 200
+        assert (await asgi_get(app, "/api/health", plain))[0] == 200
+        assert (await asgi_get(app, "/api/auth/check", auth))[0] == 200
     await db.drain()
     baseline: list[float] = []
     guarded: list[float] = []
     statuses: Counter[int] = Counter()
     for _ in range(requests):
         started = time.perf_counter()
-        statuses[await asgi_get(app, "/api/health", plain)] += 1
+        statuses[(await asgi_get(app, "/api/health", plain))[0]] += 1
         baseline.append(time.perf_counter() - started)
         started = time.perf_counter()
-        statuses[await asgi_get(app, "/api/auth/check", auth)] += 1
+        statuses[(await asgi_get(app, "/api/auth/check", auth))[0]] += 1
         guarded.append(time.perf_counter() - started)
     if set(statuses) != {200}:  # a refused request takes another path: it would be measured instead of the guard's
         raise SystemExit(f"{label}: every request must be answered 200, got {dict(statuses)}")

@@ -45,6 +45,8 @@ from postroom.system import api as system_api
 from postroom.system.metrics import metrics
 from postroom.teams import api as teams_api
 from postroom.templates import api as templates_api
+from postroom.tracking import api as tracking_api
+from postroom.tracking.recorder import EventRecorder
 from postroom.webhooks import api as webhooks_api
 
 log = logging.getLogger("postroom.app")
@@ -168,6 +170,7 @@ def build_app(
     ``metrics_dir`` is where the processes of ``postroom api --processes N`` keep their metrics; ``/metrics`` then
     reports their sum (prometheus_client's multiprocess mode), whichever process answers the scrape."""
     rate_limiter = RateLimiter.from_settings(settings)
+    tracking_recorder = EventRecorder(db, write_behind=settings.tracking_write_behind)
     api = Router(
         path="/api",
         route_handlers=API_HANDLERS,
@@ -175,7 +178,7 @@ def build_app(
         dependencies={"api_key": Provide(_provide_api_key, sync_to_thread=False)},
     )
     app = Litestar(
-        route_handlers=[api, metrics, dashboard.router()],
+        route_handlers=[api, metrics, dashboard.router(), tracking_api.router()],
         exception_handlers={
             PostroomError: _postroom_error,
             ValidationException: _validation_error,
@@ -189,6 +192,7 @@ def build_app(
                 "db": db,
                 "authenticator": Authenticator(db, settings),
                 "rate_limiter": rate_limiter,
+                "tracking_recorder": tracking_recorder,
                 "wake_worker": wake_worker or (lambda: None),
                 "metrics_dir": metrics_dir,
                 "dispatcher": dispatcher,  # readiness and /metrics report it
@@ -197,7 +201,7 @@ def build_app(
         request_max_body_size=MAX_REQUEST_BODY,
         openapi_config=OpenAPIConfig(title="Postroom (Lettr API)", version=__version__, path="/schema"),
         on_startup=on_startup or [],
-        on_shutdown=[*(on_shutdown or []), rate_limiter.close],
+        on_shutdown=[tracking_recorder.close, *(on_shutdown or []), rate_limiter.close],
         before_send=[add_rate_limit_headers],
         debug=False,
         logging_config=None,  # postroom.observability.logging owns the log format

@@ -8,6 +8,7 @@ the variable.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -141,11 +142,26 @@ class Settings:
     """``POSTROOM_SMTP_TLS_KEY``: the PEM private key of ``smtp_tls_cert``."""
     smtp_allow_plain: bool = False
     """``POSTROOM_SMTP_ALLOW_PLAIN``: 1 lets clients authenticate on the submission port without STARTTLS."""
+    public_url: str = ""
+    """``POSTROOM_PUBLIC_URL``: where recipients reach this server (``https://mail.example.com``): the base of open
+    and click tracking links, and the target of tracking domains' CNAME. Empty means ``http://<host>:<port>``."""
+    tracking_rate_limit: str = "60/second"
+    """``POSTROOM_TRACKING_RATE_LIMIT``: requests per client IP to the public tracking endpoints; ``off`` disables
+    it. Over it a request gets 429 and records nothing."""
+    tracking_write_behind: bool = False
+    """``POSTROOM_TRACKING_WRITE_BEHIND``: 1 answers opens and clicks as soon as the token checks, and records the
+    event in the background (group-committed), falling back to waiting when many writes are pending; a crash can
+    lose the events of the last moments. 0 (default) commits each event before answering."""
 
     @property
     def smtp_listen_host(self) -> str:
         """Where the SMTP listeners bind: ``smtp_host``, or the HTTP host."""
         return self.smtp_host or self.host
+
+    @property
+    def public_base_url(self) -> str:
+        """``public_url`` without a trailing slash, or this server's own HTTP address."""
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
     @property
     def bounce_host(self) -> str:
@@ -303,6 +319,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "smtp_tls_cert": Path(env["POSTROOM_SMTP_TLS_CERT"]) if env.get("POSTROOM_SMTP_TLS_CERT") else None,
         "smtp_tls_key": Path(env["POSTROOM_SMTP_TLS_KEY"]) if env.get("POSTROOM_SMTP_TLS_KEY") else None,
         "smtp_allow_plain": _flag(env, "POSTROOM_SMTP_ALLOW_PLAIN"),
+        "public_url": (env.get("POSTROOM_PUBLIC_URL") or "").strip(),
+        "tracking_rate_limit": _rate_limit(env, "POSTROOM_TRACKING_RATE_LIMIT", "60/second"),
+        "tracking_write_behind": _flag(env, "POSTROOM_TRACKING_WRITE_BEHIND"),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     processes = values["api_processes"]
@@ -321,6 +340,9 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     secret = values["secret_key"]
     if isinstance(secret, str) and secret and len(secret) < 32:
         raise ConfigError("POSTROOM_SECRET_KEY must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+    public = values["public_url"]
+    if isinstance(public, str) and public and not re.fullmatch(r"https?://[^/\s?#]+/?", public):
+        raise ConfigError("POSTROOM_PUBLIC_URL must look like https://mail.example.com (a scheme and a host, no path)")
     if (values["smtp_tls_cert"] is None) != (values["smtp_tls_key"] is None):
         raise ConfigError("POSTROOM_SMTP_TLS_CERT and POSTROOM_SMTP_TLS_KEY must be set together")
     settings = Settings(**values)  # type: ignore[arg-type]

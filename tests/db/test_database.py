@@ -127,6 +127,14 @@ def test_the_head_revision_constant_is_alembics_head_and_the_database_is_there(b
     assert backend.read(schema_revision) == HEAD_REVISION
 
 
+_OLD_MESSAGE: dict[str, object] = {
+    "id": "msg_old", "request_id": "1", "team_id": 3, "project_id": 1, "from_email": "a@sender.test",
+    "sending_domain": "sender.test", "subject": "", "message_id_header": "<1@x>", "content": "{}",
+    "transactional": True, "msg_size": 1, "created_at": T0,
+}  # fmt: skip
+"""A message of team 3 as a database from before the later message columns holds it."""
+
+
 def _old_row(db: Migrator, revision: str, table: Table, row: dict[str, object]) -> None:
     """Bring ``db`` to ``revision`` and store ``row`` in ``table`` there, for team 3 (made here too)."""
     from sqlalchemy import insert
@@ -140,11 +148,7 @@ def test_messages_accepted_before_recv_method_existed_read_as_rest(tmp_path: Pat
     from postroom.models import messages
 
     with migrating(tmp_path / "old.db") as db:
-        _old_row(db, "0009", messages, {
-            "id": "msg_old", "request_id": "1", "team_id": 3, "project_id": 1, "from_email": "a@sender.test",
-            "sending_domain": "sender.test", "subject": "", "message_id_header": "<1@x>", "content": "{}",
-            "transactional": True, "msg_size": 1, "created_at": T0,
-        })  # fmt: skip
+        _old_row(db, "0009", messages, _OLD_MESSAGE)
         db.upgrade("0010")
         assert db.conn.execute(select(messages.c.recv_method)).scalar_one() == "rest"
         db.downgrade("0009")
@@ -197,5 +201,24 @@ def test_domains_registered_before_ownership_per_team_keep_their_status(tmp_path
         })  # fmt: skip
         db.upgrade("0012")
         assert db.conn.execute(select(domains.c.domain, domains.c.status)).one() == ("old.test", "approved")
+
+
+def test_messages_and_domains_from_before_tracking_read_as_untracked(tmp_path: Path) -> None:
+    from sqlalchemy import insert
+
+    from postroom.models import domains, messages
+
+    with migrating(tmp_path / "old.db") as db:
+        _old_row(db, "0010", messages, _OLD_MESSAGE)
+        db.conn.execute(
+            insert(domains).values(
+                id="dom_old", team_id=3, domain="sender.test", status="approved", dkim_selector="s",
+                dkim_private_key="k", dkim_public_key="p", created_at=T0, updated_at=T0,
+            )
+        )  # fmt: skip
+        db.upgrade("0015")
+        tracked = db.conn.execute(select(messages.c.open_tracking, messages.c.click_tracking)).one()
+        assert tuple(tracked) == (False, False)
+        assert db.conn.execute(select(domains.c.tracking_domain, domains.c.tracking_status)).one() == (None, None)
         db.downgrade("0010")
         db.upgrade("head")

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -37,6 +37,7 @@ from tests.support.dns_server import DnsServer
 from tests.support.smtp_sink import SmtpSink
 
 HOOK_DOMAIN = "hooks.test"
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +107,7 @@ class Inbox:
     def events(self) -> list[dict[str, Any]]:
         with self._lock:
             bodies = [body for body, _ in self.requests]
-        return [item["msys"]["message_event"] for body in bodies for item in json.loads(body)]
+        return [event for body in bodies for item in json.loads(body) for event in item["msys"].values()]
 
     def wait_for(self, predicate: Callable[[Inbox], bool], timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -127,12 +128,14 @@ def events_of(inbox: Inbox, request_id: str) -> list[str]:
     return sorted(e["type"] for e in inbox.events() if e["transmission_id"] == request_id)
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
+def wait_until(check: Callable[[], T], timeout: float = 30, what: str = "condition") -> T:
+    """What ``check`` returns once it is true (polled every 0.1 s)."""
     deadline = time.monotonic() + timeout
-    while not check():
+    while not (result := check()):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+    return result
 
 
 # -- management through the SDK ------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def test_a_wrong_dkim_key_says_so() -> None:
     [(None, "missing"), ("bounces.postroom.test.", "valid"), ("BOUNCES.postroom.test", "valid"), ("x.test", "invalid")],
 )
 def test_return_path_cname(target: str | None, status: str) -> None:
-    assert records.check_return_path(target, "bounces.postroom.test").status == status
+    assert records.check_cname(target, "bounces.postroom.test").status == status
 
 
 def test_spf_defaults_to_the_mail_host_and_needs_exactly_one_record() -> None:

@@ -360,11 +360,20 @@ def open_storage(settings: Settings) -> CounterStorage:
 class RateLimiter:
     """Counts a team's requests against the configured limits and says whether one more is allowed."""
 
-    def __init__(self, storage: CounterStorage, *, general: list[RateLimitItem], send: list[RateLimitItem]) -> None:
+    def __init__(
+        self,
+        storage: CounterStorage,
+        *,
+        general: list[RateLimitItem],
+        send: list[RateLimitItem],
+        public: list[RateLimitItem] | None = None,
+    ) -> None:
         self.storage = storage
         # Each limit counts under its own name, so a send limit equal to the general one is still a second counter.
         self._general = [("all", item) for item in general]
         self._send = self._general + [("send", item) for item in send]
+        self._public = [("public", item) for item in public or []]
+        """Per client IP, on the public (keyless) endpoints: tracking pixels and links."""
         self.enabled = bool(general or send)
         self._keys: dict[tuple[int, bool], list[tuple[str, RateLimitItem]]] = {}
 
@@ -382,11 +391,23 @@ class RateLimiter:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
-        return cls(open_storage(settings), general=_items(settings.rate_limit), send=_items(settings.send_rate_limit))
+        return cls(
+            open_storage(settings),
+            general=_items(settings.rate_limit),
+            send=_items(settings.send_rate_limit),
+            public=_items(settings.tracking_rate_limit),
+        )
 
     async def hit(self, team_id: int, scope: Scope) -> Verdict | None:
         """Count one request of ``team_id`` needing ``scope``; None when no limit applies or the store failed."""
-        counters = self._counters(team_id, scope in SEND_SCOPES)
+        return await self._count(self._counters(team_id, scope in SEND_SCOPES))
+
+    async def hit_public(self, client: str) -> Verdict | None:
+        """Count one request to a public endpoint from the address ``client``; None when no limit applies or the
+        store failed."""
+        return await self._count([(item.key_for(name, "ip", client), item) for name, item in self._public])
+
+    async def _count(self, counters: list[tuple[str, RateLimitItem]]) -> Verdict | None:
         if not counters:
             return None
         tightest: Verdict | None = None

@@ -84,6 +84,7 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], RouteScope]] = {
     ("DELETE", "/api/domains/{domain}"): Scope.DOMAINS_WRITE,
     ("POST", "/api/domains/{domain}/verify"): Scope.DOMAINS_WRITE,
     ("POST", "/api/domains/{domain}/dkim/rotate"): Scope.DOMAINS_WRITE,
+    ("PUT", "/api/domains/{domain}/tracking-domain"): Scope.DOMAINS_WRITE,
     # templates and folders
     ("GET", "/api/templates"): Scope.TEMPLATES_READ,
     ("POST", "/api/templates"): Scope.TEMPLATES_WRITE,

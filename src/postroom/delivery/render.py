@@ -17,18 +17,40 @@ whitespace to 78 characters where they allow it and never over 998, and no other
 from __future__ import annotations
 
 import base64
+import dataclasses
+import logging
 import quopri
 import secrets
 from datetime import datetime
 from email.utils import encode_rfc2231, format_datetime, formataddr
 
+import css_inline
+
 from postroom.core.headers import FOLD_WIDTH, fold
 from postroom.emails.validation import SendRequest
+
+log = logging.getLogger("postroom.delivery")
 
 CRLF = "\r\n"
 _WORD_BYTES = 39  # UTF-8 bytes per encoded word: 52 base64 characters, 64 with the =?utf-8?b?…?= around them
 _ADDRESSES_PER_LINE = 2
 _SECTION = 60  # characters of an attachment name per RFC 2231 section
+
+
+_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False)
+"""Stylesheets the HTML links to are never fetched: only its own ``<style>`` blocks are inlined."""
+
+
+def inline_styles(request: SendRequest) -> SendRequest:
+    """With ``options.inline_css``, the HTML with its ``<style>`` rules moved into ``style`` attributes (css-inline),
+    which mail clients that strip ``<style>`` still apply. HTML the inliner cannot process is sent as written."""
+    if request.html is None or not request.options.get("inline_css"):
+        return request
+    try:
+        return dataclasses.replace(request, html=_INLINER.inline(request.html))
+    except (css_inline.InlineError, ValueError) as error:
+        log.warning("inline_css: the HTML was sent without inlining: %s", error)
+        return request
 
 
 def _encoded_words(value: str) -> str:

@@ -27,7 +27,7 @@ from postroom.delivery import dkim, retry
 from postroom.delivery.classify import Outcome, OutcomeKind
 from postroom.delivery.destinations import DestinationBusy, Destinations
 from postroom.delivery.mx import make_resolver
-from postroom.delivery.render import render
+from postroom.delivery.render import inline_styles, render
 from postroom.delivery.return_path import envelope_sender
 from postroom.delivery.smtp_session import ConnectionPool, Route, SessionResult, deliver
 from postroom.delivery.smtp_session import route as smtp_route
@@ -39,6 +39,7 @@ from postroom.emails.validation import SendRequest
 from postroom.errors import PostroomError
 from postroom.jobs.base import Handler, WorkItem, WorkKind, WorkResult
 from postroom.templates import rendering
+from postroom.tracking import rewriting
 from postroom.webhooks import service as webhooks_service
 
 log = logging.getLogger("postroom.delivery")
@@ -54,6 +55,8 @@ class _Pending:
     message: Any
     recipients: list[Any]
     dkim_key: dkim.DkimKey | None
+    tracking_base: str
+    """Where this message's open and click links point (the domain's verified tracking domain, else ours)."""
 
 
 class DeliveryTasks:
@@ -64,7 +67,7 @@ class DeliveryTasks:
         self._pool = ConnectionPool(settings)
         self._destinations = Destinations(settings)
         self._wake = wake or (lambda: None)
-        self._signing_keys: dict[tuple[int, str], tuple[float, dkim.DkimKey | None]] = {}
+        self._signing_keys: dict[tuple[int, str], tuple[float, dkim.DkimKey | None, str]] = {}
         self._signer = ThreadPoolExecutor(max_workers=SIGNING_THREADS, thread_name_prefix="postroom-dkim")
 
     async def close(self) -> None:
@@ -72,17 +75,19 @@ class DeliveryTasks:
         await self._pool.close()
         self._signer.shutdown(wait=True)
 
-    def _signing_key(self, conn: Connection, team_id: int, domain: str) -> dkim.DkimKey | None:
-        """The domain's current DKIM key, read at most every ``SIGNING_KEY_SECONDS`` per domain. A key that has
-        just been rotated out still verifies: its DNS record stays published for days (``domains.service``)."""
+    def _signing_key(self, conn: Connection, team_id: int, domain: str) -> tuple[dkim.DkimKey | None, str]:
+        """The domain's current DKIM key and tracking base URL, read at most every ``SIGNING_KEY_SECONDS`` per
+        domain. A key that has just been rotated out still verifies: its DNS record stays published for days
+        (``domains.service``)."""
         now = time.monotonic()
         cached = self._signing_keys.get((team_id, domain))
         if cached is not None and cached[0] > now:
-            return cached[1]
+            return cached[1], cached[2]
         sending = domains_service.find_domain(conn, team_id=team_id, name=domain)
         key = sending.signing_key(self._settings.server_secret) if sending else None
-        self._signing_keys[(team_id, domain)] = (now + SIGNING_KEY_SECONDS, key)
-        return key
+        base = domains_service.tracking_base(sending, self._settings)
+        self._signing_keys[(team_id, domain)] = (now + SIGNING_KEY_SECONDS, key, base)
+        return key, base
 
     async def _signed(self, raw: bytes, key: dkim.DkimKey | None) -> bytes:
         """The message with its DKIM signature on top. The RSA operation (most of the cost) releases the GIL, so
@@ -103,7 +108,7 @@ class DeliveryTasks:
             if message is None:
                 return None
             pending = list(email_queries.pending_recipients(conn, message_id, domain))
-            return _Pending(message, pending, self._signing_key(conn, message.team_id, message.sending_domain))
+            return _Pending(message, pending, *self._signing_key(conn, message.team_id, message.sending_domain))
 
         pending = await self._db.read(load)
         if pending is None or not pending.recipients:
@@ -147,10 +152,10 @@ class DeliveryTasks:
     ) -> tuple[SessionResult, dict[str, str]]:
         """Send to the pending recipients; returns the outcome and the recipients whose message could not be
         rendered."""
-        if rendering.personalises(request):  # a template: every recipient gets their own rendering
+        if rendering.personalises(request) or rewriting.tracks(request):  # every recipient gets their own
             return await self._deliver_personalised(pending, request, domain, route)
         message = pending.message
-        raw = render(request, message_id_header=message.message_id_header, created_at=message.created_at)
+        raw = render(inline_styles(request), message_id_header=message.message_id_header, created_at=message.created_at)
         result = await deliver(
             message=await self._signed(raw, pending.dkim_key),
             envelope_from={r.email: envelope_sender(self._settings, r.id) for r in pending.recipients},
@@ -164,7 +169,8 @@ class DeliveryTasks:
     async def _deliver_personalised(
         self, pending: _Pending, request: SendRequest, domain: str, route: Route
     ) -> tuple[SessionResult, dict[str, str]]:
-        """Render, sign and send the message once per recipient (one SMTP transaction each, on pooled sessions).
+        """Render, sign and send the message once per recipient (one SMTP transaction each, on pooled sessions):
+        their template substitutions, then the CSS inlining, then their own tracking links and pixel.
 
         Returns the combined outcome and, by address, the recipients whose message could not be rendered (a
         render limit was exceeded): those are final failures, never retried.
@@ -173,16 +179,22 @@ class DeliveryTasks:
         combined = SessionResult()
         tls_used: list[bool] = []
         not_generated: dict[str, str] = {}
+        templated = rendering.personalises(request)
         try:
-            compiled = rendering.compile_send(request)
+            compiled = rendering.compile_send(request) if templated else None
         except rendering.GenerationFailed as failed:
             return combined, {r.email: failed.reason for r in pending.recipients}
         for recipient in pending.recipients:
             try:
-                personal = rendering.personalise(compiled, recipient.email)
+                personal = request if compiled is None else rendering.personalise(compiled, recipient.email)
             except rendering.GenerationFailed as failed:
                 not_generated[recipient.email] = failed.reason
                 continue
+            personal = inline_styles(personal)
+            if rewriting.tracks(personal):
+                personal = rewriting.instrument(
+                    personal, base=pending.tracking_base, secret=self._settings.server_secret, recipient_id=recipient.id
+                )
             raw = render(personal, message_id_header=message.message_id_header, created_at=message.created_at)
             result = await deliver(
                 message=await self._signed(raw, pending.dkim_key),

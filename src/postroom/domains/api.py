@@ -1,13 +1,15 @@
 """``/api/domains``: register sending domains, see the records to publish, verify them (lettr-api.md §5.4).
 
 ``POST /api/domains/{domain}/dkim/rotate`` is a Postroom addition: it starts a DKIM key rotation.
+``PUT /api/domains/{domain}/tracking-domain`` is one too: it sets (or, with null, removes) the domain's tracking
+domain, whose CNAME is then listed and verified with the other records.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, delete, get, post
+from litestar import Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath
 
@@ -116,4 +118,42 @@ async def rotate_dkim(
     return envelope("DKIM key rotation started.", schemas.detail_body(rotated, state.settings))
 
 
-HANDLERS: list[Any] = [list_domains, create_domain, get_domain, delete_domain, verify_domain, rotate_dkim]
+@put(
+    "/domains/{domain:str}/tracking-domain",
+    status_code=200,
+    responses=documented(200, envelope_of(schemas.DomainDetail, "DomainDetailResponse"), errors=(404, 413, 422)),
+    operation_class=request_body(schemas.TrackingDomainInput),
+)
+async def set_tracking_domain(
+    request: Request[Any, Any, State], state: State, api_key: CallerKey, domain: FromPath[str]
+) -> dict[str, Any]:
+    name = service.normalise_domain(domain)
+    # Another team's domain is a 404 whatever the body says.
+    await state.db.read(lambda conn: service.get_domain(conn, team_id=api_key.team_id, name=name))
+    body = decode_body(await request.body())
+    if "tracking_domain" not in body:
+        raise ValidationFailed({"tracking_domain": ["The tracking_domain field is required (null removes it)."]})
+    host = body["tracking_domain"]
+    if host is not None and not isinstance(host, str):
+        raise ValidationFailed({"tracking_domain": ["The tracking domain must be a string or null."]})
+    who = caller_actor(request, api_key)
+    now = utcnow()
+
+    def change(conn: Any) -> service.SendingDomain:
+        return service.set_tracking_domain(
+            conn, team_id=api_key.team_id, name=name, tracking_domain=host, actor=who, now=now
+        )
+
+    changed = await state.db.write(change)
+    return envelope("Tracking domain updated.", schemas.detail_body(changed, state.settings))
+
+
+HANDLERS: list[Any] = [
+    list_domains,
+    create_domain,
+    get_domain,
+    delete_domain,
+    verify_domain,
+    rotate_dkim,
+    set_tracking_domain,
+]

@@ -73,3 +73,8 @@ def domains_without_recheck(conn: Connection, kind: str) -> Sequence[str]:
     was lost (e.g. domains registered before checks existed)."""
     pending = select(work_items.c.ref).where(work_items.c.kind == kind, work_items.c.status.in_(("queued", "leased")))
     return conn.execute(select(domains.c.id).where(domains.c.id.not_in(pending))).scalars().all()
+
+
+def domain_by_tracking_domain(conn: Connection, host: str) -> Row[Any] | None:
+    """The domain (of any team) whose tracking domain is ``host``."""
+    return conn.execute(select(domains).where(domains.c.tracking_domain == host)).first()

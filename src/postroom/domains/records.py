@@ -1,6 +1,6 @@
 """The DNS records a sending domain must publish, and how what DNS serves is judged against them.
 
-Four records (lettr-api.md §9):
+Four records, and a fifth for a tracking domain:
 
 - **DKIM** — TXT ``<selector>._domainkey.<domain>`` = our public key. This is the one that makes a domain
   sendable: it proves control of the zone and lets receivers verify our signatures.
@@ -10,6 +10,8 @@ Four records (lettr-api.md §9):
   ``a:`` of the mail host, whichever the operator configured).
 - **DMARC** — TXT at ``_dmarc.<domain>``, or inherited from the organisational domain (RFC 7489 §6.6.3, found
   through the public suffix list).
+- **Tracking domain** (optional) — a CNAME at the chosen host pointing to the host of the public base URL, so open
+  and click links can carry the sender's own name.
 
 Each check yields a :class:`RecordCheck` with status ``valid``, ``invalid`` (something is published but wrong),
 ``missing`` (nothing is published) or ``error`` (DNS did not answer: say nothing about the record).
@@ -97,13 +99,13 @@ def check_dkim(txt_records: list[str], expected_public_key: str) -> RecordCheck:
     return RecordCheck("valid", found=record)
 
 
-def check_return_path(cname_target: str | None, bounce_host: str) -> RecordCheck:
-    """Judge the CNAME at a subdomain against the bounce host."""
+def check_cname(cname_target: str | None, expected_host: str) -> RecordCheck:
+    """Judge a CNAME (the return path at a subdomain, a tracking domain) against the host it must point to."""
     if cname_target is None:
-        return RecordCheck("missing", error=f"No CNAME record points this domain to {bounce_host}.")
+        return RecordCheck("missing", error=f"No CNAME record points this domain to {expected_host}.")
     target = cname_target.rstrip(".").lower()
-    if target != bounce_host.lower():
-        return RecordCheck("invalid", found=target, error=f"The CNAME points to {target}, not {bounce_host}.")
+    if target != expected_host.lower():
+        return RecordCheck("invalid", found=target, error=f"The CNAME points to {target}, not {expected_host}.")
     return RecordCheck("valid", found=target)
 
 

@@ -59,7 +59,7 @@ def detail_body(domain: SendingDomain, settings: Settings) -> dict[str, Any]:
         "dmarc_status": domain.dmarc_status,
         "spf_status": domain.spf_status,
         "is_primary_domain": domain.is_primary_domain,
-        "tracking_domain": None,
+        "tracking_domain": domain.tracking_domain,
         "dns": {
             "dkim": {k: v for k, v in dkim_body(domain).items() if k != "signing_domain"},
             "records": expected_records(domain, settings),
@@ -99,6 +99,8 @@ def verification_body(domain: SendingDomain, result: Verification) -> dict[str, 
             "dmarc_error": error(dmarc.check),
             "spf_record": found(spf),
             "spf_error": error(spf),
+            "tracking_record": found(result.tracking),
+            "tracking_error": error(result.tracking),
         },
         "dmarc": {
             "is_valid": dmarc.check.status == "valid",
@@ -121,6 +123,12 @@ def verification_body(domain: SendingDomain, result: Verification) -> dict[str, 
 
 
 # -- OpenAPI documentation (postroom.core.openapi): the bodies above as types -------------------------------------
+
+
+class TrackingDomainInput(msgspec.Struct):
+    """``{"tracking_domain": "track.example.com"}``; null removes it."""
+
+    tracking_domain: str | None
 
 
 class CreateDomainInput(msgspec.Struct):
@@ -218,6 +226,9 @@ class VerificationDns(msgspec.Struct):
     dmarc_error: str | None
     spf_record: str | None
     spf_error: str | None
+    tracking_record: str | None
+    """Postroom addition: the tracking domain's CNAME as found (null without a tracking domain)."""
+    tracking_error: str | None
 
 
 class DmarcResult(msgspec.Struct):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, Row
 
@@ -111,6 +112,8 @@ class SendingDomain:
     dkim_previous_selector: str | None
     dkim_previous_public_key: str | None
     dkim_previous_retire_at: datetime | None
+    tracking_domain: str | None
+    tracking_status: str | None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> SendingDomain:
@@ -172,6 +175,57 @@ def sending_domain_of(address_domain: str) -> str:
         return normalise_domain(address_domain)
     except ValidationFailed:
         raise InvalidDomain() from None
+
+
+def tracking_target(settings: Settings) -> str:
+    """The host a tracking domain's CNAME must point to: the host of the public base URL."""
+    return urlsplit(settings.public_base_url).hostname or settings.host
+
+
+def tracking_base(domain: SendingDomain | None, settings: Settings) -> str:
+    """The base URL of a domain's open and click links: its tracking domain once the CNAME verified (same scheme
+    as the public base URL), else the public base URL itself."""
+    if domain is None or domain.tracking_domain is None or domain.tracking_status != "valid":
+        return settings.public_base_url
+    return f"{urlsplit(settings.public_base_url).scheme}://{domain.tracking_domain}"
+
+
+def set_tracking_domain(
+    conn: Connection, *, team_id: int, name: str, tracking_domain: str | None, actor: Actor, now: datetime
+) -> SendingDomain:
+    """Give the domain a tracking domain (None removes it). It must be a subdomain of the sending domain's
+    registrable domain, so DKIM on the same zone already proves who controls it; it is used once its CNAME
+    verifies."""
+    current = get_domain(conn, team_id=team_id, name=name)
+    host = None
+    if tracking_domain is not None:
+        try:
+            host = normalise_domain(tracking_domain)
+        except ValidationFailed:
+            raise ValidationFailed({"tracking_domain": ["The tracking domain must be a valid domain name."]}) from None
+        organisational = records.organisational_domain(current.domain)
+        if not host.endswith("." + organisational) or host == current.domain:
+            raise ValidationFailed(
+                {"tracking_domain": [f"The tracking domain must be a subdomain of {organisational}, other than "
+                                     f"{current.domain} itself."]}
+            )  # fmt: skip
+        other = queries.domain_by_tracking_domain(conn, host)
+        if other is not None and other.id != current.id:
+            raise ValidationFailed({"tracking_domain": ["This tracking domain is used by another domain."]})
+    if host != current.tracking_domain:
+        queries.update_domain(conn, current.id, {"tracking_domain": host, "tracking_status": None, "updated_at": now})
+        detail = f"tracking domain {host} waits for its CNAME" if host else "tracking domain removed"
+        _event(conn, team_id, current.domain, "tracking_domain_set", detail, now)
+        actor.record(
+            conn,
+            team_id=team_id,
+            action="domain.tracking_domain_set",
+            target=_target(current.domain),
+            old={"tracking_domain": current.tracking_domain},
+            new={"tracking_domain": host},
+            now=now,
+        )
+    return get_domain(conn, team_id=team_id, name=name)
 
 
 def _new_selector(now: datetime) -> str:
@@ -376,6 +430,9 @@ def expected_records(domain: SendingDomain, settings: Settings) -> list[dict[str
     if not domain.is_primary_domain:
         cname_check = checked.return_path if checked else None
         rows.append(row("return_path", "CNAME", domain.domain, settings.bounce_host, cname_check))
+    if domain.tracking_domain is not None:
+        tracking_check = checked.tracking if checked and checked.tracking_domain == domain.tracking_domain else None
+        rows.append(row("tracking", "CNAME", domain.tracking_domain, tracking_target(settings), tracking_check))
     spf_value = SpfPolicy.from_settings(settings).record
     rows.append(row("spf", "TXT", domain.domain, spf_value, checked.spf if checked else None))
     dmarc_name, dmarc_value = f"_dmarc.{domain.domain}", records.dmarc_record(domain.domain)
@@ -412,6 +469,9 @@ def record_verification(
         "dmarc_status": api_status(result.dmarc.check, allow_missing=True),
         "verification": json.dumps(result.to_json()),
         "last_checked_at": now,
+        "tracking_status": None
+        if result.tracking is None or result.tracking_domain != domain.tracking_domain
+        else api_status(result.tracking, allow_missing=False),
         "updated_at": now,
     }
     team_id, name = domain.team_id, domain.domain

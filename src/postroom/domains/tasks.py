@@ -43,6 +43,9 @@ class DomainChecks:
             bounce_host=self._settings.bounce_host,
             spf_policy=SpfPolicy.from_settings(self._settings),
             next_dkim=next_dkim,
+            tracking=None
+            if domain.tracking_domain is None
+            else (domain.tracking_domain, service.tracking_target(self._settings)),
         )
 
     async def verify(self, *, team_id: int, name: str, actor: Actor) -> tuple[SendingDomain, Verification]:

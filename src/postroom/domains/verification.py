@@ -36,6 +36,9 @@ class Verification:
     dmarc: DmarcCheck
     next_dkim: RecordCheck | None = None
     """The key waiting in a rotation, when there is one."""
+    tracking: RecordCheck | None = None
+    """The tracking domain's CNAME, when the domain has one (``tracking_domain`` is the host checked)."""
+    tracking_domain: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,6 +58,8 @@ class Verification:
             spf=RecordCheck(**data["spf"]),
             dmarc=DmarcCheck(**dmarc),
             next_dkim=check(data.get("next_dkim")),
+            tracking=check(data.get("tracking")),
+            tracking_domain=data.get("tracking_domain"),
         )
 
 
@@ -113,8 +118,10 @@ async def verify_records(
     bounce_host: str,
     spf_policy: SpfPolicy,
     next_dkim: tuple[str, str] | None = None,
+    tracking: tuple[str, str] | None = None,
 ) -> Verification:
-    """Look every record up (concurrently) and judge it. ``next_dkim`` is (record name, public key) of a rotation."""
+    """Look every record up (concurrently) and judge it. ``next_dkim`` is (record name, public key) of a rotation,
+    ``tracking`` (tracking domain, the host its CNAME must name)."""
     primary = records.is_primary_domain(domain)
 
     def judge_dkim(key: str) -> Any:
@@ -123,19 +130,33 @@ async def verify_records(
     dkim_check = _checked(_txt(resolver, dkim_name), judge_dkim(dkim_public_key))
     spf_check = _checked(_txt(resolver, domain), lambda found: records.check_spf(found, spf_policy))
     cname_check = (
-        None
-        if primary
-        else _checked(_cname(resolver, domain), lambda target: records.check_return_path(target, bounce_host))
+        None if primary else _checked(_cname(resolver, domain), lambda target: records.check_cname(target, bounce_host))
     )
     next_check = None if next_dkim is None else _checked(_txt(resolver, next_dkim[0]), judge_dkim(next_dkim[1]))
-    dkim_result, spf_result, dmarc_result, cname_result, next_result = await asyncio.gather(
+    tracking_check = (
+        None
+        if tracking is None
+        else _checked(_cname(resolver, tracking[0]), lambda target: records.check_cname(target, tracking[1]))
+    )
+    dkim_result, spf_result, dmarc_result, cname_result, next_result, tracking_result = await asyncio.gather(
         dkim_check,
         spf_check,
         _dmarc(resolver, domain),
         cname_check if cname_check is not None else _none(),
         next_check if next_check is not None else _none(),
+        tracking_check if tracking_check is not None else _none(),
     )
-    return Verification(domain, primary, dkim_result, cname_result, spf_result, dmarc_result, next_result)
+    return Verification(
+        domain,
+        primary,
+        dkim_result,
+        cname_result,
+        spf_result,
+        dmarc_result,
+        next_result,
+        tracking_result,
+        None if tracking is None else tracking[0],
+    )
 
 
 async def _none() -> None:

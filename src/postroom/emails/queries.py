@@ -267,6 +267,8 @@ def _message_columns() -> list[Any]:
         messages.c.msg_size.label("m_msg_size"),
         messages.c.created_at.label("m_created_at"),
         messages.c.recv_method.label("m_recv_method"),
+        messages.c.open_tracking.label("m_open_tracking"),
+        messages.c.click_tracking.label("m_click_tracking"),
     ]
 
 

@@ -48,6 +48,9 @@ class EventType(StrEnum):
     GENERATION_FAILURE = "generation_failure"
     OUT_OF_BAND = "out_of_band"
     SPAM_COMPLAINT = "spam_complaint"
+    OPEN = "open"
+    INITIAL_OPEN = "initial_open"
+    CLICK = "click"
 
 
 EVENT_TYPES = (
@@ -213,6 +216,8 @@ def accept(
             "msg_size": _approximate_size(request),
             "created_at": now,
             "recv_method": recv_method,
+            "open_tracking": request.html is not None and request.options.get("open_tracking", False),
+            "click_tracking": request.html is not None and request.options.get("click_tracking", False),
         },
     )
     domains_to_deliver: set[str] = set()

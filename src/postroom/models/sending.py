@@ -12,6 +12,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 
@@ -48,6 +49,9 @@ domains = Table(
     Column("dkim_previous_selector", String(63), nullable=True),
     Column("dkim_previous_public_key", Text, nullable=True),
     Column("dkim_previous_retire_at", UTCDateTime, nullable=True),
+    # Open and click tracking links use this host once its CNAME to the public host verifies.
+    Column("tracking_domain", String(253), nullable=True),
+    Column("tracking_status", String(16), nullable=True),
     UniqueConstraint("team_id", "domain", name="uq_domains_team_id_domain"),
     # A name may be registered (pending) by several teams, but approved for one team at a time.
     Index(
@@ -95,6 +99,8 @@ messages = Table(
     Column("msg_size", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("recv_method", String(8), nullable=False, server_default="rest"),
+    Column("open_tracking", Boolean, nullable=False, server_default=false()),
+    Column("click_tracking", Boolean, nullable=False, server_default=false()),
     Index("ix_messages_team_id_created_at", "team_id", "created_at"),
     # Bounce intake matches a report to its message by the returned Message-ID when it has no VERP address.
     Index("ix_messages_message_id_header", "message_id_header"),
@@ -115,6 +121,9 @@ recipients = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The first human open and click (machine opens and scanner clicks never set them): unique engagement.
+    Column("opened_at", UTCDateTime, nullable=True),
+    Column("clicked_at", UTCDateTime, nullable=True),
 )
 
 email_events = Table(
