@@ -90,7 +90,7 @@ def test_cli_changes_are_audited_as_the_operator_without_secrets(backend: Backen
     assert run_cli(backend, "suppressions", "remove", bounced).returncode == 0
 
     entries = audit_list(backend, "--actor", "cli:", "--since", "10m")
-    assert all(e["actor"].startswith("cli:") and "@" in e["actor"] for e in entries)
+    assert all(e["actor"].startswith("cli:") and "@" in e["actor"] for e in entries), [e["actor"] for e in entries]
     mine = [e for e in entries if e["target"] in (f"api_key:{key_id}", f"api_key:{successor['id']}")]
     actions = [e["action"] for e in mine]
     assert actions == ["api_key.created", "api_key.updated", "api_key.rotated", "api_key.revoked"]

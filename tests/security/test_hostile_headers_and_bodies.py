@@ -161,7 +161,7 @@ def json_routes(target: SecurityTarget, template_slug: str) -> list[tuple[str, s
     routes = []
     for method, path in sorted(ROUTE_SCOPES):
         if method in ("POST", "PUT", "PATCH"):
-            routes.append((method, path, re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)))
+            routes.append((method, path, re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "missing"), path)))
     assert ("POST", "/api/emails", "/api/emails") in routes and len(routes) >= 12
     return routes
 

@@ -43,7 +43,7 @@ class ReceivedMessage:
     data: bytes
     peer: str
     tls: bool
-    received_at: float = field(default_factory=time.monotonic)
+    received_at: float = field(default_factory=time.monotonic, compare=False)
     """``time.monotonic()`` when DATA was accepted."""
 
 

@@ -128,9 +128,9 @@ async def set_tracking_domain(
     request: Request[Any, Any, State], state: State, api_key: CallerKey, domain: FromPath[str]
 ) -> dict[str, Any]:
     name = service.normalise_domain(domain)
-    # Another team's domain is a 404 whatever the body says.
+    body = decode_body(await request.body())  # a body that is not JSON is a 422 before any lookup
+    # Another team's domain is a 404 whatever fields the body holds.
     await state.db.read(lambda conn: service.get_domain(conn, team_id=api_key.team_id, name=name))
-    body = decode_body(await request.body())
     if "tracking_domain" not in body:
         raise ValidationFailed({"tracking_domain": ["The tracking_domain field is required (null removes it)."]})
     host = body["tracking_domain"]
