@@ -21,6 +21,8 @@
     ├── ValidationFailed               422     {"message": "Validation failed.", "error_code": ..., "errors": {...}}
     └── NotFound                       404     {"message": ..., "error_code": "not_found"}
         ├── EmailNotFound, ScheduledEmailNotFound, DomainNotFound, WebhookNotFound, WebhookDeliveryNotFound
+        ├── ListNotFound, ContactNotFound, TopicNotFound, PropertyNotFound, SegmentNotFound,
+        │   ContactOrListNotFound, ContactOrTopicNotFound
         ├── TemplateNotFound                   {"message": ..., "error_code": "template_not_found"}
         └── TemplateHtmlNotFound               {"success": false, "message": ...}   (GET /templates/html only)
 
@@ -216,3 +218,31 @@ class WebhookConflict(PostroomError):
 
     status = 409
     error_code = "webhook_conflict"
+
+
+class ListNotFound(NotFound):
+    default_message = "List not found."
+
+
+class ContactNotFound(NotFound):
+    default_message = "Contact not found."
+
+
+class TopicNotFound(NotFound):
+    default_message = "Topic not found."
+
+
+class PropertyNotFound(NotFound):
+    default_message = "Property not found."
+
+
+class SegmentNotFound(NotFound):
+    default_message = "Segment not found."
+
+
+class ContactOrListNotFound(NotFound):
+    default_message = "Contact or list not found."
+
+
+class ContactOrTopicNotFound(NotFound):
+    default_message = "Contact or topic not found."
