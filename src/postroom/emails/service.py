@@ -18,6 +18,8 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, Row
 
+from postroom.audience import suppression as contact_status
+from postroom.core.clock import utcnow
 from postroom.core.ids import new_id
 from postroom.domains import service as domains_service
 from postroom.emails import queries
@@ -345,15 +347,22 @@ def events_by_ids(conn: Connection, *, team_id: int, event_ids: Sequence[str]) -
 
 
 def suppress(conn: Connection, *, team_id: int, email: str, reason: str, source: str, now: datetime) -> None:
+    """Put ``email`` on the team's suppression list; the team's contacts with it become bounced or complained
+    in the same transaction, so the list and the contacts never disagree."""
     queries.add_suppression(conn, team_id, email, reason, source, now)
+    contact_status.address_suppressed(conn, team_id=team_id, email=email, reason=reason, now=now)
 
 
 def list_suppressions(conn: Connection, *, team_id: int | None) -> Sequence[Row[Any]]:
     return queries.suppressions_of(conn, team_id)
 
 
-def unsuppress(conn: Connection, *, team_id: int, email: str) -> bool:
-    return queries.remove_suppression(conn, team_id, email)
+def unsuppress(conn: Connection, *, team_id: int, email: str, now: datetime | None = None) -> bool:
+    """Take ``email`` off the suppression list; its bounced or complained contacts are subscribed again."""
+    removed = queries.remove_suppression(conn, team_id, email)
+    if removed:
+        contact_status.address_unsuppressed(conn, team_id=team_id, email=email, now=now or utcnow())
+    return removed
 
 
 def forget_expired_idempotency_keys(conn: Connection, *, now: datetime) -> None:

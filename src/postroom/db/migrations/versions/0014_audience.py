@@ -7,6 +7,8 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -22,7 +24,7 @@ def _when(name: str) -> sa.Column[object]:
     return sa.Column(name, postroom.models.types.UTCDateTime(timezone=True), nullable=False)
 
 
-def _team(table: str) -> list[sa.SchemaItem]:
+def _team(table: str) -> list[Any]:
     return [
         sa.Column("team_id", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(["team_id"], ["teams.id"], name=op.f(f"fk_{table}_team_id_teams"), ondelete="CASCADE"),
@@ -80,7 +82,9 @@ def upgrade() -> None:
         "contact_topics",
         sa.Column("topic_id", sa.String(length=48), nullable=False),
         sa.Column("contact_id", sa.String(length=48), nullable=False),
-        sa.ForeignKeyConstraint(["topic_id"], ["topics.id"], name=op.f("fk_contact_topics_topic_id_topics"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["topic_id"], ["topics.id"], name=op.f("fk_contact_topics_topic_id_topics"), ondelete="CASCADE"
+        ),
         sa.ForeignKeyConstraint(
             ["contact_id"], ["contacts.id"], name=op.f("fk_contact_topics_contact_id_contacts"), ondelete="CASCADE"
         ),
