@@ -200,3 +200,17 @@ def test_bad_input_on_object_routes_names_the_field(a: Team) -> None:
     taken = a.audience.contacts.create(email="d@example.test")
     clash = a.http.patch(f"/audience/contacts/{taken.id}", json={"email": "C@example.test"})
     assert (clash.status_code, clash.json()["error_code"]) == (409, "resource_already_exists")
+
+
+def test_nul_characters_anywhere_are_refused_not_stored(a: Team) -> None:
+    listed = a.audience.lists.create(name="L")
+    body = a.http.post("/audience/contacts/bulk", json={"contacts": [{"email": "x@example.test",
+                       "properties": {"a\x00": "1"}}]})  # fmt: skip
+    assert (body.status_code, list(body.json()["errors"])) == (422, ["contacts.0.properties.a\x00"])
+    assert a.http.post("/audience/topics", json={"name": "t\x00"}).json()["errors"] == {
+        "name": ["Must not contain NUL characters."]
+    }
+    assert a.http.get("/audience/contacts", params={"search": "a\x00"}).status_code == 422
+    assert a.http.get(f"/audience/lists/{listed.id}%00").status_code == 404
+    assert a.http.get("/audience/contacts", params={"list_id": "l\x00"}).status_code == 404
+    assert a.http.delete("/audience/contacts/c%00/lists/l%00").status_code == 404

@@ -65,6 +65,16 @@ def _actor(request: AnyRequest, api_key: ApiKeyRecord) -> service.Actor:
     return service.Actor(name=f"api_key:{api_key.display_prefix}", ip=None if ip is None else str(ip))
 
 
+def _id(value: str) -> str:
+    """An id from a path or query string as looked up: one with a NUL in it (which no database text column can
+    hold) becomes one that cannot exist, so it is "not found" like any other unknown id."""
+    return value.replace("\x00", "\ufffd")
+
+
+def _optional_id(value: str | None) -> str | None:
+    return None if value is None else _id(value)
+
+
 def _page(page: str | None, per_page: str | None) -> PageRequest:
     return parse_page_params(page, per_page, default_per_page=DEFAULT_PER_PAGE)
 
@@ -111,7 +121,7 @@ async def delete_lists(request: AnyRequest, state: State, api_key: CallerKey) ->
 
 @get("/audience/lists/{list_id:str}", responses=documented(200, Envelope[AudienceList], errors=(404,)))
 async def get_list(state: State, api_key: CallerKey, list_id: FromPath[str]) -> Envelope[AudienceList]:
-    data = await state.db.read(lambda conn: service.get_list(conn, team_id=api_key.team_id, list_id=list_id))
+    data = await state.db.read(lambda conn: service.get_list(conn, team_id=api_key.team_id, list_id=_id(list_id)))
     return Envelope("List retrieved successfully.", data)
 
 
@@ -126,7 +136,7 @@ async def update_list(
     body, actor = decode(await request.body(), ListChanges), _actor(request, api_key)
     data = await state.db.write(
         lambda conn: service.update_list(
-            conn, team_id=api_key.team_id, list_id=list_id, changes=body, actor=actor, now=utcnow()
+            conn, team_id=api_key.team_id, list_id=_id(list_id), changes=body, actor=actor, now=utcnow()
         )
     )
     return Envelope("List updated successfully.", data)
@@ -136,7 +146,7 @@ async def update_list(
 async def delete_list(request: AnyRequest, state: State, api_key: CallerKey, list_id: FromPath[str]) -> None:
     actor = _actor(request, api_key)
     await state.db.write(
-        lambda conn: service.delete_list(conn, team_id=api_key.team_id, list_id=list_id, actor=actor, now=utcnow())
+        lambda conn: service.delete_list(conn, team_id=api_key.team_id, list_id=_id(list_id), actor=actor, now=utcnow())
     )
 
 
@@ -155,7 +165,9 @@ async def list_contacts(
     segment_id: FromQuery[str | None] = None,
 ) -> Envelope[ContactPage]:
     request = _page(page, per_page)
-    query = service.ContactQuery(search=search or None, status=status, list_id=list_id, segment_id=segment_id)
+    query = service.ContactQuery(
+        search=search or None, status=status, list_id=_optional_id(list_id), segment_id=_optional_id(segment_id)
+    )
     data = await state.db.read(
         lambda conn: service.list_contacts(conn, team_id=api_key.team_id, query=query, page=request)
     )
@@ -262,7 +274,9 @@ async def bulk_unsubscribe_topics(
 
 @get("/audience/contacts/{contact_id:str}", responses=documented(200, Envelope[Contact], errors=(404,)))
 async def get_contact(state: State, api_key: CallerKey, contact_id: FromPath[str]) -> Envelope[Contact]:
-    data = await state.db.read(lambda conn: service.get_contact(conn, team_id=api_key.team_id, contact_id=contact_id))
+    data = await state.db.read(
+        lambda conn: service.get_contact(conn, team_id=api_key.team_id, contact_id=_id(contact_id))
+    )
     return Envelope("Contact retrieved successfully.", data)
 
 
@@ -277,7 +291,7 @@ async def update_contact(
     body, actor = decode(await request.body(), ContactChanges), _actor(request, api_key)
     data = await state.db.write(
         lambda conn: service.update_contact(
-            conn, team_id=api_key.team_id, contact_id=contact_id, changes=body, actor=actor, now=utcnow()
+            conn, team_id=api_key.team_id, contact_id=_id(contact_id), changes=body, actor=actor, now=utcnow()
         )
     )
     return Envelope("Contact updated successfully.", data)
@@ -288,7 +302,7 @@ async def delete_contact(request: AnyRequest, state: State, api_key: CallerKey, 
     actor = _actor(request, api_key)
     await state.db.write(
         lambda conn: service.delete_contact(
-            conn, team_id=api_key.team_id, contact_id=contact_id, actor=actor, now=utcnow()
+            conn, team_id=api_key.team_id, contact_id=_id(contact_id), actor=actor, now=utcnow()
         )
     )
 
@@ -299,7 +313,7 @@ async def _join(
     actor = _actor(request, api_key)
     joined: bool = await state.db.write(
         lambda conn: service.join(
-            conn, team_id=api_key.team_id, kind=kind, contact_id=contact_id, group_id=group_id, actor=actor,
+            conn, team_id=api_key.team_id, kind=kind, contact_id=_id(contact_id), group_id=_id(group_id), actor=actor,
             now=utcnow(),
         )
     )  # fmt: skip
@@ -312,7 +326,7 @@ async def _leave(
     actor = _actor(request, api_key)
     await state.db.write(
         lambda conn: service.leave(
-            conn, team_id=api_key.team_id, kind=kind, contact_id=contact_id, group_id=group_id, actor=actor,
+            conn, team_id=api_key.team_id, kind=kind, contact_id=_id(contact_id), group_id=_id(group_id), actor=actor,
             now=utcnow(),
         )
     )  # fmt: skip
@@ -392,7 +406,7 @@ async def create_topic(request: AnyRequest, state: State, api_key: CallerKey) ->
 
 @get("/audience/topics/{topic_id:str}", responses=documented(200, Envelope[Topic], errors=(404,)))
 async def get_topic(state: State, api_key: CallerKey, topic_id: FromPath[str]) -> Envelope[Topic]:
-    data = await state.db.read(lambda conn: service.get_topic(conn, team_id=api_key.team_id, topic_id=topic_id))
+    data = await state.db.read(lambda conn: service.get_topic(conn, team_id=api_key.team_id, topic_id=_id(topic_id)))
     return Envelope("Topic retrieved successfully.", data)
 
 
@@ -407,7 +421,7 @@ async def update_topic(
     body, actor = decode(await request.body(), TopicChanges), _actor(request, api_key)
     data = await state.db.write(
         lambda conn: service.update_topic(
-            conn, team_id=api_key.team_id, topic_id=topic_id, changes=body, actor=actor, now=utcnow()
+            conn, team_id=api_key.team_id, topic_id=_id(topic_id), changes=body, actor=actor, now=utcnow()
         )
     )
     return Envelope("Topic updated successfully.", data)
@@ -417,7 +431,9 @@ async def update_topic(
 async def delete_topic(request: AnyRequest, state: State, api_key: CallerKey, topic_id: FromPath[str]) -> None:
     actor = _actor(request, api_key)
     await state.db.write(
-        lambda conn: service.delete_topic(conn, team_id=api_key.team_id, topic_id=topic_id, actor=actor, now=utcnow())
+        lambda conn: service.delete_topic(
+            conn, team_id=api_key.team_id, topic_id=_id(topic_id), actor=actor, now=utcnow()
+        )
     )
 
 
@@ -450,7 +466,7 @@ async def create_property(request: AnyRequest, state: State, api_key: CallerKey)
 @get("/audience/properties/{property_id:str}", responses=documented(200, Envelope[Property], errors=(404,)))
 async def get_property(state: State, api_key: CallerKey, property_id: FromPath[str]) -> Envelope[Property]:
     data = await state.db.read(
-        lambda conn: service.get_property(conn, team_id=api_key.team_id, property_id=property_id)
+        lambda conn: service.get_property(conn, team_id=api_key.team_id, property_id=_id(property_id))
     )
     return Envelope("Property retrieved successfully.", data)
 
@@ -466,7 +482,7 @@ async def update_property(
     body, actor = decode(await request.body(), PropertyChanges), _actor(request, api_key)
     data = await state.db.write(
         lambda conn: service.update_property(
-            conn, team_id=api_key.team_id, property_id=property_id, changes=body, actor=actor, now=utcnow()
+            conn, team_id=api_key.team_id, property_id=_id(property_id), changes=body, actor=actor, now=utcnow()
         )
     )
     return Envelope("Property updated successfully.", data)
@@ -477,7 +493,7 @@ async def delete_property(request: AnyRequest, state: State, api_key: CallerKey,
     actor = _actor(request, api_key)
     await state.db.write(
         lambda conn: service.delete_property(
-            conn, team_id=api_key.team_id, property_id=property_id, actor=actor, now=utcnow()
+            conn, team_id=api_key.team_id, property_id=_id(property_id), actor=actor, now=utcnow()
         )
     )
 
@@ -496,7 +512,7 @@ async def list_segments(
 ) -> Envelope[SegmentPage]:
     request = _page(page, per_page)
     data = await state.db.write(
-        lambda conn: service.list_segments(conn, team_id=api_key.team_id, list_id=list_id, page=request)
+        lambda conn: service.list_segments(conn, team_id=api_key.team_id, list_id=_optional_id(list_id), page=request)
     )
     return Envelope("Segments retrieved successfully.", data)
 
@@ -517,7 +533,9 @@ async def create_segment(request: AnyRequest, state: State, api_key: CallerKey) 
 
 @get("/audience/segments/{segment_id:str}", responses=documented(200, Envelope[Segment], errors=(404,)))
 async def get_segment(state: State, api_key: CallerKey, segment_id: FromPath[str]) -> Envelope[Segment]:
-    data = await state.db.write(lambda conn: service.get_segment(conn, team_id=api_key.team_id, segment_id=segment_id))
+    data = await state.db.write(
+        lambda conn: service.get_segment(conn, team_id=api_key.team_id, segment_id=_id(segment_id))
+    )
     return Envelope("Segment retrieved successfully.", data)
 
 
@@ -532,7 +550,7 @@ async def update_segment(
     body, actor = decode(await request.body(), SegmentChanges), _actor(request, api_key)
     data = await state.db.write(
         lambda conn: service.update_segment(
-            conn, team_id=api_key.team_id, segment_id=segment_id, changes=body, actor=actor, now=utcnow()
+            conn, team_id=api_key.team_id, segment_id=_id(segment_id), changes=body, actor=actor, now=utcnow()
         )
     )
     return Envelope("Segment updated successfully.", data)
@@ -543,7 +561,7 @@ async def delete_segment(request: AnyRequest, state: State, api_key: CallerKey, 
     actor = _actor(request, api_key)
     await state.db.write(
         lambda conn: service.delete_segment(
-            conn, team_id=api_key.team_id, segment_id=segment_id, actor=actor, now=utcnow()
+            conn, team_id=api_key.team_id, segment_id=_id(segment_id), actor=actor, now=utcnow()
         )
     )
 

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Connection,
     Row,
     Select,
+    and_,
     bindparam,
     cast,
     delete,
@@ -190,15 +191,21 @@ def restore_status_for_email(conn: Connection, team_id: int, email: str, now: da
     )
 
 
-def contact_filter(
+def contacts_query(
     team_id: int,
     *,
+    list_id: str | None = None,
     status: str | None = None,
     search: str | None = None,
     segment: ColumnElement[bool] | None = None,
-) -> list[ColumnElement[bool]]:
-    """The WHERE terms of a contacts listing (team first)."""
-    terms: list[ColumnElement[bool]] = [contacts.c.team_id == team_id]
+) -> Select[Any]:
+    """The team's contacts matching the filters, newest first.
+
+    With ``list_id`` the list's membership rows drive the query (the team is checked on the list, whose members
+    are always the team's contacts), so its cost follows the list's size, not the audience's. Otherwise a
+    ``status`` runs on the (team, status, id) index and the rest on (team, id).
+    """
+    terms: list[ColumnElement[bool]] = []
     if status is not None:
         terms.append(contacts.c.status == status)
     if search:
@@ -207,28 +214,25 @@ def contact_filter(
         terms.append(or_(contacts.c.email.like(pattern, escape="\\"), *names))
     if segment is not None:
         terms.append(segment)
-    return terms
+    if list_id is None:
+        return select(contacts).where(contacts.c.team_id == team_id, *terms).order_by(contacts.c.id.desc())
+    owned_list = and_(audience_lists.c.id == contact_lists.c.list_id, audience_lists.c.team_id == team_id)
+    members = contact_lists.join(audience_lists, owned_list).join(contacts, contacts.c.id == contact_lists.c.contact_id)
+    return (
+        select(contacts)
+        .select_from(members)
+        .where(contact_lists.c.list_id == list_id, *terms)
+        .order_by(contact_lists.c.contact_id.desc())
+    )
 
 
-def contacts_page(
-    conn: Connection, terms: Sequence[ColumnElement[bool]], list_id: str | None, offset: int, limit: int
-) -> tuple[Sequence[Row[Any]], int]:
-    """One page of contacts, newest first, and how many match. With ``list_id`` the list's membership index
-    drives the query, so its cost follows the list's size, not the audience's."""
-    if list_id is not None:
-        query = (
-            select(contacts)
-            .select_from(contact_lists.join(contacts, contacts.c.id == contact_lists.c.contact_id))
-            .where(contact_lists.c.list_id == list_id, *terms)
-            .order_by(contact_lists.c.contact_id.desc())
-        )
-    else:
-        query = select(contacts).where(*terms).order_by(contacts.c.id.desc())
+def contacts_page(conn: Connection, query: Select[Any], offset: int, limit: int) -> tuple[Sequence[Row[Any]], int]:
+    """One page of ``contacts_query`` and how many it matches in all."""
     return conn.execute(query.offset(offset).limit(limit)).fetchall(), _total(conn, query)
 
 
-def count_contacts(conn: Connection, terms: Sequence[ColumnElement[bool]]) -> int:
-    return int(conn.execute(select(func.count()).select_from(contacts).where(*terms)).scalar_one())
+def count_contacts(conn: Connection, query: Select[Any]) -> int:
+    return _total(conn, query)
 
 
 def in_list(list_id: str) -> ColumnElement[bool]:

@@ -350,8 +350,30 @@ def field_path(path: str) -> str:
     return re.sub(r"\[(\d+)\]", r".\1", path).strip(".")
 
 
+def _nul_path(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first key or string holding a NUL character (no database text can), or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    items: Any = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        inner = f"{path}.{key}".strip(".")
+        if isinstance(key, str) and "\x00" in key:
+            return inner
+        found = _nul_path(item, inner)
+        if found is not None:
+            return found
+    return None
+
+
 def decode(raw: bytes, into: type[S]) -> S:
     """``raw`` (an empty body is ``{}``) decoded into ``into``; a 422 naming the field otherwise."""
+    if b"\\u0000" in raw:
+        try:
+            path = _nul_path(msgspec.json.decode(raw))
+        except msgspec.DecodeError:
+            path = None
+        if path is not None:
+            raise ValidationFailed({path or "body": ["Must not contain NUL characters."]})
     try:
         return msgspec.json.decode(raw if raw.strip() else b"{}", type=into)
     except msgspec.ValidationError as error:

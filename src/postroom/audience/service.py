@@ -332,6 +332,8 @@ def check_contact_query(search: str | None, status: str | None) -> None:
     errors: dict[str, list[str]] = {}
     if search is not None and len(search) > wire.MAX_SEARCH:
         errors["search"] = [f"The search must not be greater than {wire.MAX_SEARCH} characters."]
+    elif search is not None and "\x00" in search:
+        errors["search"] = ["The search must not contain NUL characters."]
     if status is not None and status not in wire.CONTACT_STATUSES:
         errors["status"] = [f"The status must be one of: {', '.join(wire.CONTACT_STATUSES)}."]
     if errors:
@@ -350,8 +352,10 @@ def list_contacts(conn: Connection, *, team_id: int, query: ContactQuery, page: 
     if query.list_id is not None:
         _found_list(conn, team_id, query.list_id)
     segment = segment_expression(conn, team_id, query.segment_id) if query.segment_id is not None else None
-    terms = queries.contact_filter(team_id, status=query.status, search=query.search, segment=segment)
-    rows, total = queries.contacts_page(conn, terms, query.list_id, page.offset, page.per_page)
+    found = queries.contacts_query(
+        team_id, list_id=query.list_id, status=query.status, search=query.search, segment=segment
+    )
+    rows, total = queries.contacts_page(conn, found, page.offset, page.per_page)
     return wire.ContactPage(contacts=_contacts(conn, rows), pagination=_page(total, page))
 
 
@@ -644,7 +648,7 @@ def _segment(row: Row[Any], count: int | None) -> wire.Segment:
 
 def _segment_count(conn: Connection, team_id: int, row: Row[Any], properties: Mapping[str, Any]) -> int:
     expression = segments.compile_groups(row.condition_groups, properties, row.list_id)
-    return queries.count_contacts(conn, queries.contact_filter(team_id, segment=expression))
+    return queries.count_contacts(conn, queries.contacts_query(team_id, segment=expression))
 
 
 def count_segment(conn: Connection, *, team_id: int, segment_id: str) -> int:
