@@ -17,6 +17,7 @@
     ├── ResourceAlreadyExists          409     {"message": ..., "error_code": "resource_already_exists"}
     ├── WebhookConflict                409     {"message": ..., "error_code": "webhook_conflict"}
     ├── MethodNotAllowed               405     {"message": "Method not allowed.", "error_code": "method_not_allowed"}
+    ├── TransmissionFailed             502     {"message": ..., "error_code": "transmission_failed"}
     ├── DatabaseUnavailable            503     {"message": ..., "error_code": "service_unavailable"} + Retry-After
     ├── ValidationFailed               422     {"message": "Validation failed.", "error_code": ..., "errors": {...}}
     └── NotFound                       404     {"message": ..., "error_code": "not_found"}
@@ -246,3 +247,9 @@ class ContactOrListNotFound(NotFound):
 
 class ContactOrTopicNotFound(NotFound):
     default_message = "Contact or topic not found."
+
+
+class TransmissionFailed(PostroomError):
+    status = 502
+    default_message = "The email could not be queued for delivery."
+    error_code = "transmission_failed"

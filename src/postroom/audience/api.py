@@ -53,6 +53,7 @@ from postroom.audience.schemas import (
 )
 from postroom.auth.client_ip import connection_client_ip
 from postroom.auth.guard import CallerKey
+from postroom.config import Settings
 from postroom.core.clock import utcnow
 from postroom.core.openapi import documented, request_body
 from postroom.core.pagination import PageRequest, parse_page_params
@@ -177,14 +178,28 @@ async def list_contacts(
 @post(
     "/audience/contacts",
     status_code=201,
-    responses=documented(201, Envelope[Contact], errors=(404, 409, 422)),
+    responses=documented(201, Envelope[Contact], errors=(404, 409, 422, 502)),
     operation_class=request_body(ContactInput),
 )
 async def create_contact(request: AnyRequest, state: State, api_key: CallerKey) -> Envelope[Contact]:
+    """With ``double_opt_in`` the contact starts ``unverified`` and its confirmation email is queued in the same
+    transaction: 404 ``template_not_found``, 400 for a sender domain that cannot send, 502 ``transmission_failed``
+    when nothing could be queued; in each case no contact is created."""
     body, actor = decode(await request.body(), ContactInput), _actor(request, api_key)
-    data = await state.db.write(
-        lambda conn: service.create_contact(conn, team_id=api_key.team_id, data=body, actor=actor, now=utcnow())
+    settings: Settings = state.settings
+    opt_in = service.OptInSender(
+        secret=settings.server_secret,
+        mail_hostname=settings.mail_hostname,
+        link_base=str(request.base_url).rstrip("/"),
+        api_key_id=api_key.id,
     )
+    data = await state.db.write(
+        lambda conn: service.create_contact(
+            conn, team_id=api_key.team_id, data=body, actor=actor, now=utcnow(), opt_in=opt_in
+        )
+    )
+    if body.double_opt_in is not None:
+        state.wake_worker()
     return Envelope("Contact created successfully.", data)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from msgspec import UNSET
@@ -26,10 +26,13 @@ from postroom.audience import schemas as wire
 from postroom.audience.suppression import status_for_suppressed
 from postroom.audience.values import InvalidValue, property_value
 from postroom.audit import service as audit
+from postroom.core import tokens
 from postroom.core.clock import iso_resource
 from postroom.core.ids import new_id
 from postroom.core.openapi import Pagination
 from postroom.core.pagination import PageRequest, pagination_body
+from postroom.emails import service as emails_service
+from postroom.emails.validation import parse_send_request
 from postroom.errors import (
     ContactNotFound,
     ContactOrListNotFound,
@@ -39,6 +42,7 @@ from postroom.errors import (
     ResourceAlreadyExists,
     SegmentNotFound,
     TopicNotFound,
+    TransmissionFailed,
     ValidationFailed,
 )
 
@@ -378,21 +382,27 @@ def _contact_exists(email: str) -> ResourceAlreadyExists:
 
 
 def create_contact(
-    conn: Connection, *, team_id: int, data: wire.ContactInput, actor: Actor, now: datetime
+    conn: Connection,
+    *,
+    team_id: int,
+    data: wire.ContactInput,
+    actor: Actor,
+    now: datetime,
+    opt_in: OptInSender | None = None,
 ) -> wire.Contact:
-    """A new contact, on ``list_id`` if given and subscribed to every ``opt_out`` topic."""
+    """A new contact, on ``list_id`` if given and subscribed to every ``opt_out`` topic. With ``double_opt_in``
+    it starts ``unverified`` and is sent the confirmation email in the same transaction (see ``send_opt_in``)."""
     email = _required_email(data.email)
     defined = queries.properties_by_name(conn, team_id)
     properties, errors = checked_properties(data.properties or {}, defined)
     if errors:
         raise ValidationFailed(errors)
-    if data.double_opt_in is not None:
-        raise ValidationFailed({"double_opt_in": ["Double opt-in is not available on this server."]})
     if data.list_id is not None:
         _found_list(conn, team_id, data.list_id)
     if queries.contact_id_for_email(conn, team_id, email) is not None:
         raise _contact_exists(email)
-    status = status_for_suppressed(conn, team_id, [email]).get(email, "subscribed")
+    initial = "subscribed" if data.double_opt_in is None else "unverified"
+    status = status_for_suppressed(conn, team_id, [email]).get(email, initial)
     row = _new_contact_row(team_id, email, properties, status, now)
     try:
         with conn.begin_nested():
@@ -404,6 +414,11 @@ def create_contact(
     queries.insert_pairs(conn, "topic", [(row["id"], t) for t in queries.opt_out_topic_ids(conn, team_id)])
     queries.mark_counts_stale(conn, team_id)
     _audit(conn, actor, team_id, "audience.contact.created", f"contact:{row['id']}", now, new=email)
+    if data.double_opt_in is not None:
+        if opt_in is None:
+            raise ValidationFailed({"double_opt_in": ["Double opt-in is not available here."]})
+        send_opt_in(conn, team_id=team_id, contact_id=row["id"], email=email, request=data.double_opt_in,
+                    sender=opt_in, now=now)  # fmt: skip
     return get_contact(conn, team_id=team_id, contact_id=row["id"])
 
 
@@ -751,6 +766,87 @@ def delete_segment(conn: Connection, *, team_id: int, segment_id: str, actor: Ac
     row = _found_segment(conn, team_id, segment_id)
     queries.delete_segment(conn, team_id, segment_id)
     _audit(conn, actor, team_id, "audience.segment.deleted", f"segment:{segment_id}", now, old=row.name)
+
+
+# -- double opt-in -------------------------------------------------------------------------------------------
+
+OPT_IN_PURPOSE = "audience-opt-in"
+OPT_IN_LIFETIME = timedelta(days=7)
+_SEND_FIELDS = {"from": "from", "from_name": "from_name", "subject": "subject", "template_slug": "template_slug"}
+
+
+@dataclass(frozen=True, slots=True)
+class OptInSender:
+    """What sending a confirmation needs: the server secret (token key), this server's mail name, the base URL
+    of the public confirmation link, and the API key the send is recorded under."""
+
+    secret: bytes
+    mail_hostname: str
+    link_base: str
+    api_key_id: str | None
+
+
+def opt_in_token(secret: bytes, *, team_id: int, contact_id: str, redirect_url: str, now: datetime) -> str:
+    """The signed, expiring confirmation token; its payload is ``<team id>|<contact id>|<redirect URL>``."""
+    expires = int((now + OPT_IN_LIFETIME).timestamp())
+    return tokens.make(secret, OPT_IN_PURPOSE, f"{team_id}|{contact_id}|{redirect_url}", expires_at=expires)
+
+
+def send_opt_in(
+    conn: Connection,
+    *,
+    team_id: int,
+    contact_id: str,
+    email: str,
+    request: wire.DoubleOptIn,
+    sender: OptInSender,
+    now: datetime,
+) -> None:
+    """Queue the confirmation through the normal send path (template by slug, from a domain the team may send
+    from). The template gets ``confirmation_url`` and ``email``. A 4xx of the send is named under
+    ``double_opt_in``; a send that queues nothing (the address is suppressed) is 502 ``transmission_failed``."""
+    if not request.redirect_url.startswith(("https://", "http://")):
+        raise ValidationFailed({"double_opt_in.redirect_url": ["The redirect_url must be an http(s) URL."]})
+    token = opt_in_token(sender.secret, team_id=team_id, contact_id=contact_id, redirect_url=request.redirect_url,
+                         now=now)  # fmt: skip
+    body: dict[str, Any] = {
+        "from": request.from_,
+        "to": [email],
+        "subject": request.subject,
+        "template_slug": request.template_slug,
+        "substitution_data": {"confirmation_url": f"{sender.link_base}/opt-in/{token}", "email": email},
+    }
+    if request.from_name:
+        body["from_name"] = request.from_name
+    try:
+        send = parse_send_request(body)
+    except ValidationFailed as invalid:
+        raise ValidationFailed(
+            {f"double_opt_in.{_SEND_FIELDS.get(key, key)}": messages for key, messages in invalid.errors.items()}
+        ) from None
+    accepted = emails_service.accept(
+        conn, team_id=team_id, api_key_id=sender.api_key_id, request=send, now=now, mail_hostname=sender.mail_hostname
+    )
+    if accepted.accepted == 0:
+        raise TransmissionFailed("The confirmation email could not be queued: the address is suppressed.")
+
+
+def confirm_opt_in(conn: Connection, *, secret: bytes, token: str, now: datetime) -> str | None:
+    """Move the token's contact from ``unverified`` to ``subscribed`` and return the redirect URL; None for a bad,
+    expired or already used token (a contact that is no longer unverified)."""
+    payload = tokens.read(secret, OPT_IN_PURPOSE, token, now=now.timestamp())
+    if payload is None or payload.count("|") < 2:
+        return None
+    team_text, contact_id, redirect_url = payload.split("|", 2)
+    row = queries.contact_row(conn, int(team_text), contact_id)
+    if row is None or row.status != "unverified":
+        return None
+    queries.update_contact(conn, row.team_id, contact_id, {"status": "subscribed", "updated_at": now})
+    queries.mark_counts_stale(conn, row.team_id)
+    actor = Actor(name=f"recipient:{row.email}", ip=None)
+    _audit(conn, actor, row.team_id, "audience.contact.confirmed", f"contact:{contact_id}", now, old="unverified",
+           new="subscribed")  # fmt: skip
+    return redirect_url
 
 
 # -- bulk create ----------------------------------------------------------------------------------------------
