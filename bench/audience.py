@@ -25,8 +25,10 @@ import os
 import platform
 import secrets
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from msgspec import convert
@@ -43,6 +45,9 @@ from postroom.core.ids import new_id
 from postroom.db.engine import Database, open_database
 from postroom.models import contact_lists, contacts
 from postroom.teams import queries as team_queries
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _support import scratch_postgres  # noqa: E402
 
 UNLIMITED = {"POSTROOM_RATE_LIMIT": "1000000/second"}
 CHUNK = 1000
@@ -281,19 +286,10 @@ async def main() -> None:
         await measure(load_settings({"POSTROOM_DATA_DIR": tmp, **UNLIMITED}), "sqlite", args.size, args.requests)
     admin = os.environ.get("POSTROOM_TEST_POSTGRES_URL")
     if admin:
-        import asyncpg
-
-        name = f"postroom_bench_{secrets.token_hex(4)}"
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            url = admin.rsplit("/", 1)[0] + "/" + name
+        async with scratch_postgres(admin) as url:
             with tempfile.TemporaryDirectory() as tmp:
                 settings = load_settings({"POSTROOM_DATABASE_URL": url, "POSTROOM_DATA_DIR": tmp, **UNLIMITED})
                 await measure(settings, "postgresql", args.size, args.requests)
-        finally:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.close()
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from postroom.errors import (
     ContactOrListNotFound,
     ContactOrTopicNotFound,
     ListNotFound,
+    NotFound,
     PropertyNotFound,
     ResourceAlreadyExists,
     SegmentNotFound,
@@ -75,6 +76,13 @@ def _audit(
     audit.record(
         conn, team_id=team_id, actor=actor.name, action=action, target=target, old=old, new=new, ip=actor.ip, now=now
     )
+
+
+def _must(row: Row[Any] | None, missing: type[NotFound]) -> Row[Any]:
+    """``row``, or the not-found error of its kind (an id of another team is not found either)."""
+    if row is None:
+        raise missing()
+    return row
 
 
 def _page(total: int, page: PageRequest) -> Pagination:
@@ -115,10 +123,7 @@ def _list(row: Row[Any]) -> wire.AudienceList:
 
 
 def _found_list(conn: Connection, team_id: int, list_id: str) -> Row[Any]:
-    row = queries.list_row(conn, team_id, list_id)
-    if row is None:
-        raise ListNotFound()
-    return row
+    return _must(queries.list_row(conn, team_id, list_id), ListNotFound)
 
 
 def list_lists(conn: Connection, *, team_id: int, page: PageRequest) -> wire.ListPage:
@@ -195,10 +200,7 @@ def _property(row: Row[Any]) -> wire.Property:
 
 
 def _found_property(conn: Connection, team_id: int, property_id: str) -> Row[Any]:
-    row = queries.property_row(conn, team_id, property_id)
-    if row is None:
-        raise PropertyNotFound()
-    return row
+    return _must(queries.property_row(conn, team_id, property_id), PropertyNotFound)
 
 
 def _check_fallback(kind: str, value: str | None) -> None:
@@ -312,10 +314,7 @@ def _contacts(conn: Connection, rows: Sequence[Row[Any]]) -> list[wire.Contact]:
 
 
 def _found_contact(conn: Connection, team_id: int, contact_id: str) -> Row[Any]:
-    row = queries.contact_row(conn, team_id, contact_id)
-    if row is None:
-        raise ContactNotFound()
-    return row
+    return _must(queries.contact_row(conn, team_id, contact_id), ContactNotFound)
 
 
 def get_contact(conn: Connection, *, team_id: int, contact_id: str) -> wire.Contact:
@@ -345,9 +344,7 @@ def check_contact_query(search: str | None, status: str | None) -> None:
 
 
 def segment_expression(conn: Connection, team_id: int, segment_id: str) -> Any:
-    row = queries.segment_row(conn, team_id, segment_id)
-    if row is None:
-        raise SegmentNotFound()
+    row = _found_segment(conn, team_id, segment_id)
     return segments.compile_groups(row.condition_groups, queries.properties_by_name(conn, team_id), row.list_id)
 
 
@@ -579,10 +576,7 @@ def _topic(row: Row[Any]) -> wire.Topic:
 
 
 def _found_topic(conn: Connection, team_id: int, topic_id: str) -> Row[Any]:
-    row = queries.topic_row(conn, team_id, topic_id)
-    if row is None:
-        raise TopicNotFound()
-    return row
+    return _must(queries.topic_row(conn, team_id, topic_id), TopicNotFound)
 
 
 def list_topics(conn: Connection, *, team_id: int, page: PageRequest) -> wire.TopicPage:
@@ -668,9 +662,7 @@ def _segment_count(conn: Connection, team_id: int, row: Row[Any], properties: Ma
 
 def count_segment(conn: Connection, *, team_id: int, segment_id: str) -> int:
     """How many of the team's contacts the segment matches now (one COUNT in the database)."""
-    row = queries.segment_row(conn, team_id, segment_id)
-    if row is None:
-        raise SegmentNotFound()
+    row = _found_segment(conn, team_id, segment_id)
     return _segment_count(conn, team_id, row, queries.properties_by_name(conn, team_id))
 
 
@@ -689,10 +681,7 @@ def _fresh(conn: Connection, team_id: int, rows: Sequence[Row[Any]]) -> list[wir
 
 
 def _found_segment(conn: Connection, team_id: int, segment_id: str) -> Row[Any]:
-    row = queries.segment_row(conn, team_id, segment_id)
-    if row is None:
-        raise SegmentNotFound()
-    return row
+    return _must(queries.segment_row(conn, team_id, segment_id), SegmentNotFound)
 
 
 def list_segments(conn: Connection, *, team_id: int, list_id: str | None, page: PageRequest) -> wire.SegmentPage:
