@@ -1,6 +1,8 @@
-"""Double opt-in on contact create: the contact starts unverified, the confirmation goes out through the normal
-send path to a real SMTP server on loopback, and its signed link confirms the contact exactly once. A missing
-template or a send that cannot be queued leaves no contact behind."""
+"""Contacts and real mail, through a real SMTP server on loopback.
+
+Double opt-in on contact create: the contact starts unverified, the confirmation goes out through the normal send
+path, and its signed link confirms the contact exactly once; a missing template or a send that cannot be queued
+leaves no contact behind. A real hard bounce from delivery marks the contact bounced."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import email
 import email.policy
 import re
 import secrets
+import time
 from email.message import EmailMessage
 from typing import Any
 
@@ -83,3 +86,16 @@ def test_a_missing_template_or_an_unqueueable_send_creates_no_contact(client: Le
         client.audience.contacts.create(email=address, double_opt_in=_opt_in(template.slug))
     assert failed.value.error_code == "transmission_failed"
     assert client.audience.contacts.list(search=address).total == 0
+
+
+def test_a_real_hard_bounce_marks_the_contact_bounced(client: Lettr, sink: SmtpSink) -> None:
+    address = f"gone-{secrets.token_hex(4)}@example.test"
+    contact = client.audience.contacts.create(email=address)
+    sink.reject_recipient(address, 550, "5.1.1 No such user")
+    client.emails.send(from_email="news@sender.test", to=[address], subject="Hi", text="x")
+    deadline = time.monotonic() + 30
+    while client.audience.contacts.get(contact.id).status != "bounced":
+        assert time.monotonic() < deadline, "the contact never became bounced"
+        time.sleep(0.1)
+    suppressed = client.audience.contacts.list(status="bounced", search=address)
+    assert [c.id for c in suppressed.contacts] == [contact.id]
