@@ -49,8 +49,10 @@ def chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start : start + CHUNK]
 
 
-def _total(conn: Connection, query: Any) -> int:
-    return int(conn.execute(select(func.count()).select_from(query.order_by(None).subquery())).scalar_one())
+def _total(conn: Connection, query: Select[Any]) -> int:
+    """How many rows ``query`` matches: its FROM and WHERE with ``count(*)`` for columns."""
+    counted = query.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)
+    return int(conn.execute(counted).scalar_one())
 
 
 def like_pattern(text: str, *, prefix: bool = True, suffix: bool = True) -> str:

@@ -28,8 +28,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Float, and_, cast, func, literal, not_, null, or_, true
+from sqlalchemy import Float, String, and_, cast, func, literal, not_, null, or_, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from postroom.audience import queries
 from postroom.audience.schemas import CONTACT_STATUSES, MAX_PROPERTY_VALUE, ConditionsInput
@@ -132,6 +135,29 @@ def _problem(field: str, operator: str, value: str | None, properties: Mapping[s
 # -- compiling ------------------------------------------------------------------------------------------------
 
 
+class PropertyText(ColumnElement[str]):
+    """A contact's value for one property, as text (NULL when it has none): ``json_extract`` on SQLite, ``->>``
+    on PostgreSQL, without the casts SQLAlchemy's generic JSON accessors add to every row."""
+
+    type = String()
+    inherit_cache = True
+    _traverse_internals = [("name", InternalTraversal.dp_string)]
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+@compiles(PropertyText, "sqlite")
+def _sqlite_property(element: PropertyText, compiler: SQLCompiler, **kw: Any) -> str:
+    path = compiler.process(literal(f'$."{element.name}"'), **kw)
+    return f"json_extract({compiler.process(contacts.c.properties, **kw)}, {path})"
+
+
+@compiles(PropertyText, "postgresql")
+def _postgresql_property(element: PropertyText, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(contacts.c.properties, **kw)} ->> {compiler.process(literal(element.name), **kw)})"
+
+
 def _operand(field: str, field_type: FieldType | None) -> ColumnElement[Any]:
     if field == "email":
         return contacts.c.email
@@ -139,13 +165,15 @@ def _operand(field: str, field_type: FieldType | None) -> ColumnElement[Any]:
         return contacts.c.status
     if field_type is None or field_type.property_name is None:
         return null()
-    value: ColumnElement[Any] = contacts.c.properties[field_type.property_name].as_string()
+    value: ColumnElement[Any] = PropertyText(field_type.property_name)
     if field_type.fallback is not None:
         value = func.coalesce(value, literal(field_type.fallback))
     return value
 
 
-def _positive(operator: str, operand: ColumnElement[Any], kind: str, value: str | None) -> ColumnElement[bool]:
+def _positive(
+    operator: str, field: str, operand: ColumnElement[Any], kind: str, value: str | None
+) -> ColumnElement[bool]:
     """The condition without its ``not_``; NULL when the contact has no value."""
     if operator == "is_true":
         return operand == "true"
@@ -176,7 +204,8 @@ def _positive(operator: str, operand: ColumnElement[Any], kind: str, value: str 
         }[operator]
     if kind == "boolean":
         return operand == value
-    text = func.lower(operand)
+    # Addresses and statuses are stored lower-case; property values are compared lower-cased.
+    text = operand if field in BUILT_IN_FIELDS else func.lower(operand)
     needle = value.lower()
     if operator == "equals":
         return text == needle
@@ -190,7 +219,7 @@ def _condition(condition: Mapping[str, Any], properties: Mapping[str, Any]) -> C
     operand = _operand(field, field_type)
     kind = field_type.kind if field_type is not None else "string"
     negated = operator.startswith("not_")
-    positive = _positive(operator.removeprefix("not_") if negated else operator, operand, kind, value)
+    positive = _positive(operator.removeprefix("not_") if negated else operator, field, operand, kind, value)
     if negated:
         # NULL (no value) counts as "not equal", "does not contain", ...
         return not_(func.coalesce(positive, False))
