@@ -460,3 +460,25 @@ def test_the_openapi_document_describes_the_audience_structs(server: Server) -> 
     assert "emails" in operation["requestBody"]["content"]["application/json"]["schema"]["properties"]
     names = set(schema["components"]["schemas"])
     assert {"Contact", "BulkImport", "Segment"} <= names
+
+
+def test_bulk_rows_of_the_wrong_type_are_reported_not_fatal(team: Team) -> None:
+    response = team.http.post(
+        "/audience/contacts/bulk",
+        json={
+            "contacts": [
+                "loose@example.com",
+                {"email": 7},
+                {"email": "ok@example.com", "properties": "x"},
+                {"email": "fine@example.com"},
+            ]
+        },  # fmt: skip
+    )
+    data = response.json()["data"]
+    assert response.status_code == 201
+    assert [(e["index"], e["error_code"]) for e in data["errors"]] == [
+        (0, "invalid_email"), (1, "invalid_email"), (2, "invalid_property_value")
+    ]  # fmt: skip
+    assert [c["email"] for c in data["contacts"]] == ["fine@example.com"]
+    emails = team.http.post("/audience/contacts/bulk", json={"emails": [{"email": "obj@example.com"}, "a@example.com"]})
+    assert [(e["index"], e["error_code"]) for e in emails.json()["data"]["errors"]] == [(0, "invalid_email")]

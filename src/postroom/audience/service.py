@@ -868,7 +868,10 @@ def _batch_settings(
     if len(given) != 1:
         message = "Provide exactly one of emails or contacts."
         raise ValidationFailed({"emails": [message], "contacts": [message]})
-    rows: list[Any] = getattr(data, given[0])
+    # An ``emails`` entry is only ever an address; a ``contacts`` entry is a row object.
+    rows: list[Any] = (
+        [{"email": e} for e in data.emails] if isinstance(data.emails, list) else list(data.contacts or [])
+    )
     properties, errors = checked_properties(data.properties or {}, defined)
     list_ids = list(dict.fromkeys([*([data.list_id] if data.list_id else []), *(data.list_ids or [])]))
     if len(list_ids) > wire.MAX_BULK_GROUPS:
@@ -900,7 +903,9 @@ def _read_row(
 ) -> _Row:
     """One row of ``emails`` (a string) or ``contacts`` (an object), merged with the batch; ``_RowError`` if bad."""
     batch_properties, batch_lists, batch_topics = batch
-    fields: Mapping[str, Any] = raw if isinstance(raw, dict) else {"email": raw}
+    if not isinstance(raw, dict):
+        raise _RowError("invalid_email", "Each row must be an object with an email.")
+    fields: Mapping[str, Any] = raw
     address = fields.get("email")
     if address is None or (isinstance(address, str) and not address.strip()):
         raise _RowError("missing_email", "The email field is required.")
