@@ -202,3 +202,20 @@ async def asgi_get(
 
     await app(scope, receive, send)
     return status, answer
+
+
+@contextlib.asynccontextmanager
+async def scratch_postgres(admin_url: str) -> Any:
+    """A new, empty PostgreSQL database on the cluster of ``admin_url``, dropped afterwards; yields its URL."""
+    import secrets
+
+    import asyncpg
+
+    name = f"postroom_bench_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(admin_url)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()

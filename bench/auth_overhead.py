@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import platform
-import secrets
 import statistics
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from postroom.db.engine import open_database
 from postroom.teams import service as teams_service
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _support import asgi_get  # noqa: E402
+from _support import asgi_get, scratch_postgres  # noqa: E402
 
 # The guard counts every request against the team's rate limit, as a server would, but the default (1000/second)
 # is reached within this benchmark's first second, and a 429 takes the error path instead of the route's.
@@ -108,21 +107,12 @@ async def main() -> None:
         await measure(settings, "sqlite", args.requests)
     admin = os.environ.get("POSTROOM_TEST_POSTGRES_URL")
     if admin:
-        import asyncpg
-
-        name = f"postroom_bench_{secrets.token_hex(4)}"
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            url = admin.rsplit("/", 1)[0] + "/" + name
+        async with scratch_postgres(admin) as url:
             with tempfile.TemporaryDirectory() as tmp:  # the server secret goes to the data directory
                 settings = load_settings(
                     {"POSTROOM_DATABASE_URL": url, "POSTROOM_DATA_DIR": tmp, **COUNTED_NEVER_REFUSED}
                 )
                 await measure(settings, "postgresql", args.requests)
-        finally:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.close()
 
 
 if __name__ == "__main__":

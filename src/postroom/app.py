@@ -28,6 +28,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from postroom import __version__
 from postroom.apikeys.service import ApiKeyRecord
+from postroom.audience import api as audience_api
 from postroom.auth.guard import Authenticator, api_key_guard
 from postroom.auth.ratelimit import RateLimiter, add_rate_limit_headers
 from postroom.auth.scopes import PUBLIC, ROUTE_SCOPES
@@ -63,6 +64,7 @@ API_HANDLERS = [
     *domains_api.HANDLERS,
     *templates_api.HANDLERS,
     *webhooks_api.HANDLERS,
+    *audience_api.HANDLERS,
 ]
 
 

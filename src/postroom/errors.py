@@ -17,10 +17,13 @@
     ├── ResourceAlreadyExists          409     {"message": ..., "error_code": "resource_already_exists"}
     ├── WebhookConflict                409     {"message": ..., "error_code": "webhook_conflict"}
     ├── MethodNotAllowed               405     {"message": "Method not allowed.", "error_code": "method_not_allowed"}
+    ├── TransmissionFailed             502     {"message": ..., "error_code": "transmission_failed"}
     ├── DatabaseUnavailable            503     {"message": ..., "error_code": "service_unavailable"} + Retry-After
     ├── ValidationFailed               422     {"message": "Validation failed.", "error_code": ..., "errors": {...}}
     └── NotFound                       404     {"message": ..., "error_code": "not_found"}
         ├── EmailNotFound, ScheduledEmailNotFound, DomainNotFound, WebhookNotFound, WebhookDeliveryNotFound
+        ├── ListNotFound, ContactNotFound, TopicNotFound, PropertyNotFound, SegmentNotFound,
+        │   ContactOrListNotFound, ContactOrTopicNotFound
         ├── TemplateNotFound                   {"message": ..., "error_code": "template_not_found"}
         └── TemplateHtmlNotFound               {"success": false, "message": ...}   (GET /templates/html only)
 
@@ -216,3 +219,37 @@ class WebhookConflict(PostroomError):
 
     status = 409
     error_code = "webhook_conflict"
+
+
+class ListNotFound(NotFound):
+    default_message = "List not found."
+
+
+class ContactNotFound(NotFound):
+    default_message = "Contact not found."
+
+
+class TopicNotFound(NotFound):
+    default_message = "Topic not found."
+
+
+class PropertyNotFound(NotFound):
+    default_message = "Property not found."
+
+
+class SegmentNotFound(NotFound):
+    default_message = "Segment not found."
+
+
+class ContactOrListNotFound(NotFound):
+    default_message = "Contact or list not found."
+
+
+class ContactOrTopicNotFound(NotFound):
+    default_message = "Contact or topic not found."
+
+
+class TransmissionFailed(PostroomError):
+    status = 502
+    default_message = "The email could not be queued for delivery."
+    error_code = "transmission_failed"

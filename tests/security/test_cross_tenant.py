@@ -78,7 +78,39 @@ def _create_b_objects(http: httpx.Client, target: SecurityTarget, routes: list[t
         assert created.status_code in (200, 201), created.text
         objects["webhook_id"] = created.json()["data"]["id"]
         objects["delivery_id"] = "whd_not_a_delivery_of_a"  # B's endpoint has no delivery yet; A still gets 404
+    if ("POST", "/api/audience/lists") in routes:
+        objects.update(_create_b_audience(http, api, key))
     return objects
+
+
+def _create_b_audience(http: httpx.Client, api: str, key: str) -> dict[str, str]:
+    """B's list, property, topic, a contact on both, and a segment of that list."""
+
+    def create(path: str, body: dict[str, Any]) -> str:
+        response = http.post(api + path, json=body, headers=bearer(key))
+        assert response.status_code == 201, response.text
+        return str(response.json()["data"]["id"])
+
+    token = secrets.token_hex(4)
+    prop = f"b_secret_{token}"
+    list_id = create("/audience/lists", {"name": f"B secret list {token}"})
+    property_id = create("/audience/properties", {"name": prop, "type": "string"})
+    topic_id = create("/audience/topics", {"name": "B secret topic"})
+    email = f"b-contact-{token}@example.test"
+    contact_id = create("/audience/contacts", {"email": email, "list_id": list_id, "properties": {prop: "x"}})
+    assert http.post(f"{api}/audience/contacts/{contact_id}/topics/{topic_id}", headers=bearer(key)).status_code == 201
+    conditions = {"groups": [{"conditions": [{"field": prop, "operator": "equals", "value": "x"}]}]}
+    segment_id = create(
+        "/audience/segments", {"name": "B secret segment", "conditions": conditions, "list_id": list_id}
+    )
+    return {
+        "contact_email": email,
+        "list_id": list_id,
+        "property_id": property_id,
+        "topic_id": topic_id,
+        "contact_id": contact_id,
+        "segment_id": segment_id,
+    }
 
 
 def _fill(path: str, objects: dict[str, Any]) -> str:

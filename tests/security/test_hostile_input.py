@@ -147,7 +147,10 @@ def _field_strategy(names: list[str]) -> st.SearchStrategy[dict[str, Any]]:
 
 FIELDS = ["from", "to", "cc", "bcc", "subject", "html", "text", "headers", "attachments", "scheduled_at", "name",
           "url", "events", "events_mode", "auth_type", "project_id", "folder_id", "slug", "domain", "metadata",
-          "tag", "reply_to", "options", "template_slug", "substitution_data", "purpose", "json"]  # fmt: skip
+          "tag", "reply_to", "options", "template_slug", "substitution_data", "purpose", "json", "emails",
+          "contacts", "list_id", "list_ids", "properties", "topics", "update_existing", "contact_ids", "topic_ids",
+          "conditions", "type", "fallback_value", "default_subscription", "visibility", "email", "double_opt_in",
+          "description"]  # fmt: skip
 
 
 def test_random_json_bodies_on_every_write_route_never_cause_a_server_error(target: SecurityTarget) -> None:

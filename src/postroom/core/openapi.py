@@ -83,6 +83,7 @@ _ERRORS: Final[dict[int, tuple[type[Struct], str]]] = {
     413: (ErrorBody, "The request body is too large."),
     422: (ValidationErrorBody, "Invalid input; `errors` names each field."),
     429: (ErrorBody, "Too many requests (rate limit or repeated authentication failures); see Retry-After."),
+    502: (ErrorBody, "The email could not be queued for delivery (`transmission_failed`)."),
     503: (ErrorBody, "The database is unreachable or out of connections; nothing was done. See Retry-After."),
 }
 

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, Row
 
+from postroom.audience import suppression as contact_status
 from postroom.audit.service import Actor
 from postroom.core.ids import new_id
 from postroom.domains import service as domains_service
@@ -387,7 +388,10 @@ def events_by_ids(conn: Connection, *, team_id: int, event_ids: Sequence[str]) -
 
 
 def suppress(conn: Connection, *, team_id: int, email: str, reason: str, source: str, now: datetime) -> None:
+    """Put ``email`` on the team's suppression list; the team's contacts with it become bounced or complained
+    in the same transaction, so the list and the contacts never disagree."""
     queries.add_suppression(conn, team_id, email, reason, source, now)
+    contact_status.address_suppressed(conn, team_id=team_id, email=email, reason=reason, now=now)
 
 
 def list_suppressions(conn: Connection, *, team_id: int | None) -> Sequence[Row[Any]]:
@@ -395,9 +399,11 @@ def list_suppressions(conn: Connection, *, team_id: int | None) -> Sequence[Row[
 
 
 def unsuppress(conn: Connection, *, team_id: int, email: str, actor: Actor, now: datetime) -> bool:
-    """Allow ``email`` again; False (and nothing recorded) when it was not suppressed."""
+    """Take ``email`` off the suppression list, its bounced or complained contacts subscribed again; False (and
+    nothing recorded) when it was not suppressed."""
     if not queries.remove_suppression(conn, team_id, email):
         return False
+    contact_status.address_unsuppressed(conn, team_id=team_id, email=email, now=now)
     actor.record(
         conn,
         team_id=team_id,

@@ -12,6 +12,15 @@ from postroom.models.account import (
     users,
 )
 from postroom.models.api_key import api_keys
+from postroom.models.audience import (
+    audience_lists,
+    audience_properties,
+    contact_lists,
+    contact_topics,
+    contacts,
+    segments,
+    topics,
+)
 from postroom.models.auth_failure import auth_blocks, auth_failures
 from postroom.models.rate_limit import rate_limit_counters
 from postroom.models.sending import (
@@ -34,9 +43,14 @@ from postroom.models.webhook import webhook_alerts, webhook_attempts, webhook_ba
 __all__ = [
     "api_key_ips",
     "api_keys",
+    "audience_lists",
+    "audience_properties",
     "audit_log",
     "auth_blocks",
     "auth_failures",
+    "contact_lists",
+    "contact_topics",
+    "contacts",
     "dashboard_sessions",
     "domain_events",
     "domains",
@@ -53,12 +67,14 @@ __all__ = [
     "recipients",
     "recovery_codes",
     "scheduled_emails",
+    "segments",
     "suppressions",
     "team_members",
     "team_settings",
     "template_versions",
     "templates",
     "teams",
+    "topics",
     "users",
     "webhook_alerts",
     "webhook_attempts",
