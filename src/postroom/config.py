@@ -122,6 +122,10 @@ class Settings:
     """``POSTROOM_SMTP_TLS_KEY``: the PEM private key of ``smtp_tls_cert``."""
     smtp_allow_plain: bool = False
     """``POSTROOM_SMTP_ALLOW_PLAIN``: 1 lets clients authenticate on the submission port without STARTTLS."""
+    inbox_max_messages: int = 1000
+    """``POSTROOM_INBOX_MAX_MESSAGES``: captured sandbox messages kept per team; older ones are dropped first."""
+    inbox_max_age_seconds: int = 7 * 24 * 3600
+    """``POSTROOM_INBOX_MAX_AGE``: seconds a captured sandbox message is kept (default 7 days)."""
 
     @property
     def smtp_listen_host(self) -> str:
@@ -267,6 +271,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "smtp_tls_cert": Path(env["POSTROOM_SMTP_TLS_CERT"]) if env.get("POSTROOM_SMTP_TLS_CERT") else None,
         "smtp_tls_key": Path(env["POSTROOM_SMTP_TLS_KEY"]) if env.get("POSTROOM_SMTP_TLS_KEY") else None,
         "smtp_allow_plain": _flag(env, "POSTROOM_SMTP_ALLOW_PLAIN"),
+        "inbox_max_messages": _int(env, "POSTROOM_INBOX_MAX_MESSAGES", 1000, minimum=1),
+        "inbox_max_age_seconds": _int(env, "POSTROOM_INBOX_MAX_AGE", 7 * 24 * 3600, minimum=60),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     processes = values["api_processes"]

@@ -48,6 +48,8 @@ class ApiKeyRecord:
     updated_at: datetime
     last_used_at: datetime | None
     last_used_ip: str | None
+    sandbox: bool = False
+    """A sandbox key: its mail is captured in the local inbox, and it may only read and send."""
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> ApiKeyRecord:
@@ -71,6 +73,7 @@ class ApiKeyRecord:
             updated_at=row["updated_at"],
             last_used_at=row["last_used_at"],
             last_used_ip=row["last_used_ip"],
+            sandbox=bool(row["sandbox"]),
         )
 
     def status(self, now: datetime) -> str:
@@ -146,14 +149,18 @@ def create_key(
     created_by: str,
     now: datetime,
     rotated_from_id: str | None = None,
+    sandbox: bool = False,
 ) -> CreatedKey:
-    """A new key for ``team_id``; the returned ``CreatedKey.key`` is the only copy of the secret."""
+    """A new key for ``team_id``; the returned ``CreatedKey.key`` is the only copy of the secret.
+
+    A ``sandbox`` key (``lttr_sandbox_…``) is checked like any other key (checksum, scope, allowlist, lockout); its
+    mail is captured in the local inbox instead of being delivered, and it is refused every change."""
     values = {
         "name": _clean_name(name),
         "permission": _clean_permission(permission).value,
         "allowed_ips": clean_allowed_ips(allowed_ips),
     }
-    key = generate_key()
+    key = generate_key(sandbox=sandbox)
     row = {
         "id": new_id("key"),
         "team_id": team_id,
@@ -169,6 +176,7 @@ def create_key(
         "updated_at": now,
         "last_used_at": None,
         "last_used_ip": None,
+        "sandbox": sandbox,
     }
     queries.insert_key(conn, row)
     return CreatedKey(record=_load(conn, str(row["id"]), team_id=None), key=key)
@@ -232,7 +240,8 @@ def rotate_key(
     created_by: str,
     now: datetime,
 ) -> tuple[CreatedKey, ApiKeyRecord]:
-    """Issue a successor with the same name, permission and allowlist; the old key stops after ``grace``.
+    """Issue a successor with the same name, permission, allowlist and kind (live or sandbox); the old key stops
+    after ``grace``.
 
     Returns the new key (with its secret) and the old key as it now stands. A grace of zero stops the old key at
     once. An old key that already expires sooner keeps its earlier expiry.
@@ -252,6 +261,7 @@ def rotate_key(
         created_by=created_by,
         now=now,
         rotated_from_id=old.id,
+        sandbox=old.sandbox,
     )
     old_expiry = now + grace
     if old.expires_at is not None and old.expires_at < old_expiry:

@@ -34,6 +34,7 @@ from postroom.emails import service as emails_service
 from postroom.emails.service import EventType
 from postroom.emails.validation import SendRequest
 from postroom.errors import PostroomError
+from postroom.inbox import service as inbox_service
 from postroom.jobs.base import Handler, WorkItem, WorkKind, WorkResult
 from postroom.templates import rendering
 from postroom.webhooks import service as webhooks_service
@@ -105,23 +106,18 @@ class DeliveryTasks:
         message = pending.message
         request = SendRequest.from_json(message.content)
         not_generated: dict[str, str] = {}
+        captured: list[dict[str, Any]] = []  # a sandbox message's inbox rows, written with its delivery events
         if rendering.personalises(request):  # a template: every recipient gets their own rendering
-            result, not_generated = await self._deliver_personalised(pending, request, domain)
+            result, not_generated = await self._deliver_personalised(pending, request, domain, captured)
         else:
             raw = render(request, message_id_header=message.message_id_header, created_at=message.created_at)
-            result = await deliver(
-                message=await self._signed(raw, pending.dkim_key),
-                envelope_from={r.email: envelope_sender(self._settings, r.id) for r in pending.recipients},
-                recipients=[r.email for r in pending.recipients],
-                domain=domain,
-                settings=self._settings,
-                resolver=self._resolver,
-                pool=self._pool,
-            )
+            signed = await self._signed(raw, pending.dkim_key)
+            result = await self._transmit(message, pending.recipients, signed, domain, captured)
         now = utcnow()
         recipients = [r for r in pending.recipients if r.email not in not_generated]
 
         def record(conn: Connection) -> None:
+            inbox_service.store(conn, captured)
             self._record(conn, message, recipients, result, now)
             self._record_not_generated(conn, message, pending.recipients, not_generated, now)
 
@@ -136,8 +132,38 @@ class DeliveryTasks:
         failures = "; ".join(f"{r}: {o.reason}" for r, o in result.failed.items())
         return WorkResult.retry(retry_at, failures[:1000], record)
 
+    async def _transmit(
+        self, message: Any, recipients: list[Any], signed: bytes, domain: str, captured: list[dict[str, Any]]
+    ) -> SessionResult:
+        """Hand the signed message to the recipients' mail server, or, for a sandbox message, capture a copy per
+        recipient for the local inbox (``captured``): every recipient is then delivered, none ever bounces."""
+        senders = {r.email: envelope_sender(self._settings, r.id) for r in recipients}
+        if message.sandbox:
+            for recipient in recipients:
+                captured.append(
+                    inbox_service.capture_row(
+                        team_id=message.team_id,
+                        message_id=message.id,
+                        recipient=recipient,
+                        envelope_from=senders[recipient.email],
+                        subject=message.subject,
+                        raw=signed,
+                        now=utcnow(),
+                    )
+                )
+            return SessionResult(delivered=[r.email for r in recipients])
+        return await deliver(
+            message=signed,
+            envelope_from=senders,
+            recipients=[r.email for r in recipients],
+            domain=domain,
+            settings=self._settings,
+            resolver=self._resolver,
+            pool=self._pool,
+        )
+
     async def _deliver_personalised(
-        self, pending: _Pending, request: SendRequest, domain: str
+        self, pending: _Pending, request: SendRequest, domain: str, captured: list[dict[str, Any]]
     ) -> tuple[SessionResult, dict[str, str]]:
         """Render, sign and send the message once per recipient (one SMTP transaction each, on pooled sessions).
 
@@ -159,15 +185,8 @@ class DeliveryTasks:
                 not_generated[recipient.email] = failed.reason
                 continue
             raw = render(personal, message_id_header=message.message_id_header, created_at=message.created_at)
-            result = await deliver(
-                message=await self._signed(raw, pending.dkim_key),
-                envelope_from=envelope_sender(self._settings, recipient.id),
-                recipients=[recipient.email],
-                domain=domain,
-                settings=self._settings,
-                resolver=self._resolver,
-                pool=self._pool,
-            )
+            signed = await self._signed(raw, pending.dkim_key)
+            result = await self._transmit(message, [recipient], signed, domain, captured)
             combined.delivered.extend(result.delivered)
             combined.failed.update(result.failed)
             if result.delivered:
@@ -268,6 +287,7 @@ class DeliveryTasks:
                     now=now,
                     mail_hostname=settings.mail_hostname,
                     scheduled_id=row.id,
+                    sandbox=email_queries.key_is_sandbox(conn, row.api_key_id),
                 )
             except PostroomError as error:
                 emails_service.mark_scheduled(

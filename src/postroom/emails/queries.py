@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Row, bindparam, delete, func, or_, select, up
 
 from postroom.db.direct import Prepared
 from postroom.models import (
+    api_keys,
     email_events,
     idempotency_keys,
     messages,
@@ -289,6 +290,13 @@ def scheduled_in_team(conn: Connection, team_id: int, scheduled_id: str) -> Row[
     return conn.execute(
         select(scheduled_emails).where(scheduled_emails.c.team_id == team_id, scheduled_emails.c.id == scheduled_id)
     ).first()
+
+
+def key_is_sandbox(conn: Connection, api_key_id: str | None) -> bool:
+    """Whether the key that scheduled a send is a sandbox key (then the send goes to the local inbox)."""
+    if api_key_id is None:
+        return False
+    return bool(conn.execute(select(api_keys.c.sandbox).where(api_keys.c.id == api_key_id)).scalar())
 
 
 def scheduled_by_id(conn: Connection, scheduled_id: str) -> Row[Any] | None:

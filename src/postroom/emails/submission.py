@@ -42,6 +42,7 @@ async def submit_send(
     idempotency_key: str | None,
     mail_hostname: str,
     recv_method: str = "rest",
+    sandbox: bool = False,
 ) -> Submitted:
     """Validate ``body`` (a ``POST /api/emails`` JSON object) and accept it; raises the Lettr errors.
 
@@ -72,6 +73,7 @@ async def submit_send(
             now=utcnow(),
             mail_hostname=mail_hostname,
             recv_method=recv_method,
+            sandbox=sandbox,
         )
         response = envelope(
             SEND_MESSAGE,

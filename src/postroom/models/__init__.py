@@ -13,6 +13,7 @@ from postroom.models.account import (
 )
 from postroom.models.api_key import api_keys
 from postroom.models.auth_failure import auth_blocks, auth_failures
+from postroom.models.inbox import inbox_messages
 from postroom.models.rate_limit import rate_limit_counters
 from postroom.models.sending import (
     domain_events,
@@ -42,6 +43,7 @@ __all__ = [
     "email_events",
     "folders",
     "idempotency_keys",
+    "inbox_messages",
     "invitations",
     "login_attempts",
     "messages",

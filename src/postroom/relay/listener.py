@@ -248,6 +248,7 @@ class SubmissionHandler:
                 idempotency_key=idempotency.check_key(submission.idempotency_key),
                 mail_hostname=self._settings.mail_hostname,
                 recv_method="esmtp",
+                sandbox=key.sandbox,
             )
         except PostroomError as error:
             if not isinstance(error, ValidationFailed):
