@@ -29,7 +29,7 @@ def insert_captures(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
 
 def captures_in_team(
     conn: Connection, team_id: int, *, limit: int, offset: int = 0, message_id: str | None = None
-) -> Sequence[Row[Any]]:
+) -> Sequence[Any]:
     """A team's captured messages, newest first; only those of one message with ``message_id``."""
     query = (
         select(*_LISTED)
@@ -41,8 +41,7 @@ def captures_in_team(
     )
     if message_id is not None:
         query = query.where(inbox_messages.c.message_id == message_id)
-    rows: Sequence[Row[Any]] = conn.execute(query).fetchall()
-    return rows
+    return conn.execute(query).fetchall()
 
 
 def count_in_team(conn: Connection, team_id: int) -> int:
@@ -50,14 +49,13 @@ def count_in_team(conn: Connection, team_id: int) -> int:
     return int(conn.execute(query).scalar_one())
 
 
-def capture_in_team(conn: Connection, team_id: int, capture_id: str) -> Row[Any] | None:
+def capture_in_team(conn: Connection, team_id: int, capture_id: str) -> Any | None:
     query = (
         select(*_LISTED, inbox_messages.c.raw, messages.c.sending_domain)
         .join(messages, messages.c.id == inbox_messages.c.message_id)
         .where(inbox_messages.c.team_id == team_id, inbox_messages.c.id == capture_id)
     )
-    row: Row[Any] | None = conn.execute(query).first()
-    return row
+    return conn.execute(query).first()
 
 
 def delete_captured_before(conn: Connection, cutoff: datetime) -> int:
