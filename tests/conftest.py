@@ -89,6 +89,7 @@ class Backend:
         name: str = "test key",
         expires_at: datetime | None = None,
         team_id: int | None = None,
+        sandbox: bool = False,
     ) -> keys_service.CreatedKey:
         return self.write(
             lambda conn: keys_service.create_key(
@@ -100,6 +101,7 @@ class Backend:
                 expires_at=expires_at,
                 created_by="tests",
                 now=utcnow(),
+                sandbox=sandbox,
             )
         )
 

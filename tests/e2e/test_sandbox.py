@@ -1,0 +1,260 @@
+"""Sandbox keys end to end on a live ``postroom serve``, both databases: mail sent with a ``lttr_sandbox_…`` key
+through the official SDK and through ``smtplib`` runs the whole pipeline (validation, templates, DKIM, events,
+signed webhooks) and lands in the local inbox, while the loopback MX that real sends reach receives nothing;
+suppressions are neither consulted nor added; every change is refused with 403; the guard treats the key like
+any other (checksum, allowlist, revocation)."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+import pytest
+from lettr import Lettr
+from lettr._exceptions import ForbiddenError
+from pytest_httpserver import HTTPServer
+
+from postroom.core.clock import utcnow
+from postroom.domains import service as domains_service
+from postroom.emails import service as emails_service
+from postroom.inbox import service as inbox_service
+from postroom.webhooks import verify
+from tests.conftest import Backend, Server, bearer, free_port, http_from, mail_env, wait_for_state
+from tests.e2e.test_webhooks import Inbox, events_of
+from tests.support.dns_server import DnsServer
+from tests.support.smtp_sink import SmtpSink
+
+DOMAIN = "sandbox-sender.test"
+SANDBOX_REFUSED = {"message": "Sandbox API keys cannot make changes. Use a live API key for this action.",
+                   "error_code": "sandbox_key_not_allowed"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[HTTPServer]:
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def sandbox_server(
+    own_backend: Backend, tmp_path_factory: pytest.TempPathFactory, dns_server: DnsServer, smtp_sink: SmtpSink
+) -> Iterator[Server]:
+    """A server of its own whose MX lookups for example.test reach the loopback sink, with plain SMTP submission."""
+    own_backend.write(
+        lambda conn: domains_service.add_domain(
+            conn, team_id=own_backend.team_id, name=DOMAIN, approve=True, now=utcnow(), settings=own_backend.settings
+        )
+    )
+    env = {
+        **mail_env(dns_server, smtp_sink),
+        "POSTROOM_WEBHOOK_ALLOW_PRIVATE": "1",
+        "POSTROOM_WEBHOOK_RETRY_SCALE": "0.001",
+        "POSTROOM_SMTP_PORT": str(free_port()),
+        "POSTROOM_SMTP_ALLOW_PLAIN": "1",
+    }
+    server = Server(own_backend, tmp_path_factory.mktemp(f"sandbox-{own_backend.name}") / "server.log", env=env)
+    server.smtp_port = int(env["POSTROOM_SMTP_PORT"])  # type: ignore[attr-defined]
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def sandbox_key(own_backend: Backend, sandbox_server: Server) -> str:
+    return own_backend.create_key(name="sandbox", sandbox=True).key
+
+
+@pytest.fixture
+def live(own_backend: Backend, sandbox_server: Server) -> Lettr:
+    return Lettr(own_backend.create_key(name="live").key, base_url=sandbox_server.api_url)
+
+
+def captures_of(backend: Backend, request_id: str) -> list[inbox_service.CaptureView]:
+    def read(conn: Any) -> list[inbox_service.CaptureView]:
+        message = emails_service.get_message(conn, team_id=backend.team_id, request_id=request_id)
+        listed, _ = inbox_service.list_captures(conn, team_id=backend.team_id, message_id=message.id)
+        return [inbox_service.view_capture(conn, team_id=backend.team_id, capture_id=c.id) for c in listed]
+
+    return backend.read(read)
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_a_sandbox_key_has_the_sandbox_prefix_and_a_valid_checksum(sandbox_key: str) -> None:
+    from postroom.auth.keys import is_well_formed
+
+    assert sandbox_key.startswith("lttr_sandbox_") and len(sandbox_key) == len("lttr_sandbox_") + 64
+    assert is_well_formed(sandbox_key)
+    assert not is_well_formed(sandbox_key[:-1] + ("A" if sandbox_key[-1] != "A" else "B"))
+
+
+def test_an_sdk_send_with_a_sandbox_key_is_delivered_into_the_inbox_signed_and_with_signed_webhooks(
+    sandbox_server: Server, sandbox_key: str, live: Lettr, own_backend: Backend, receiver: HTTPServer, sink: SmtpSink
+) -> None:
+    receiver.clear()
+    hook = Inbox(receiver, "/sandbox")
+    created = httpx.post(
+        sandbox_server.api_url + "/webhooks",
+        json={"name": "sandbox", "url": hook.url, "auth_type": "none", "events_mode": "all"},
+        headers=bearer(live._client._api_key),  # noqa: SLF001
+    )
+    assert created.status_code == 201, created.text
+    secret = created.json()["data"]["signing_secret"]
+    try:
+        client = Lettr(sandbox_key, base_url=sandbox_server.api_url)
+        template = live.templates.create(name=f"Sandbox {time.time_ns()}", html="<p>Hello <b>{{name}}</b></p>")
+        response = client.emails.send(
+            from_email=f"hello@{DOMAIN}", to=["alice@example.test", "bob@example.test"], subject="Sandboxed",
+            template_slug=template.slug, substitution_data={"name": "Ada"}, metadata={"order": "7"},
+        )  # fmt: skip
+        assert (response.accepted, response.rejected) == (2, 0)
+        detail = wait_for_state(client, response.request_id, "delivered")
+        assert sorted(e.type for e in detail.events) == ["delivery", "delivery", "injection", "injection"]
+
+        captures = captures_of(own_backend, response.request_id)
+        assert sorted(c.capture.rcpt_to for c in captures) == ["alice@example.test", "bob@example.test"]
+        for capture in captures:
+            assert capture.html is not None and "<p>Hello <b>Ada</b></p>" in capture.html
+            assert capture.dkim.result == "pass", capture.dkim.detail
+            assert ("Subject", "Sandboxed") in capture.headers
+            assert capture.raw.startswith("DKIM-Signature:")
+
+        hook.wait_for(lambda box: events_of(box, response.request_id).count("delivery") == 2)
+        for body, headers in hook.requests:
+            assert verify(body, headers["Lettr-Signature"], secret)
+        delivered = [e for e in hook.events() if e["type"] == "delivery"]
+        assert {e["rcpt_to"] for e in delivered} == {"alice@example.test", "bob@example.test"}
+        assert all(e["rcpt_meta"] == {"order": "7"} for e in delivered)
+        assert sink.messages == []  # the loopback MX of example.test got nothing
+    finally:
+        live.webhooks.delete(created.json()["data"]["id"])
+
+
+def test_an_smtp_submission_with_a_sandbox_key_lands_in_the_inbox_and_not_at_the_mx(
+    sandbox_server: Server, sandbox_key: str, own_backend: Backend, sink: SmtpSink
+) -> None:
+    message = EmailMessage()
+    message["From"] = f"App <app@{DOMAIN}>"
+    message["To"] = "carol@example.test"
+    message["Subject"] = "Over SMTP"
+    message.set_content("Sent with smtplib\n")
+    with smtplib.SMTP("127.0.0.1", sandbox_server.smtp_port, local_hostname="app.test") as smtp:  # type: ignore[attr-defined]
+        smtp.login("lettr", sandbox_key)
+        smtp.mail(f"app@{DOMAIN}")
+        smtp.rcpt("carol@example.test")
+        code, reply = smtp.data(message.as_bytes())
+    assert code == 250, reply
+    request_id = reply.decode().split("Queued as ")[1].split()[0]
+    client = Lettr(sandbox_key, base_url=sandbox_server.api_url)
+    wait_for_state(client, request_id, "delivered")
+    (capture,) = captures_of(own_backend, request_id)
+    assert capture.capture.rcpt_to == "carol@example.test"
+    assert capture.text is not None and "Sent with smtplib" in capture.text
+    assert capture.dkim.result == "pass"
+    assert sink.messages == []
+
+
+def test_live_mail_still_reaches_the_mx_beside_sandbox_mail(
+    sandbox_server: Server, live: Lettr, own_backend: Backend, sink: SmtpSink
+) -> None:
+    response = live.emails.send(from_email=f"hello@{DOMAIN}", to=["dave@example.test"], subject="Live", text="x")
+    wait_for_state(live, response.request_id, "delivered")
+    assert [m.rcpt_tos for m in sink.wait_for(1)] == [["dave@example.test"]]
+    assert captures_of(own_backend, response.request_id) == []
+
+
+def test_sandbox_sends_neither_consult_nor_add_suppressions(
+    sandbox_server: Server, sandbox_key: str, live: Lettr, own_backend: Backend
+) -> None:
+    own_backend.write(
+        lambda conn: emails_service.suppress(
+            conn, team_id=own_backend.team_id, email="gone@example.test", reason="hard_bounce", source="test",
+            now=utcnow(),
+        )
+    )  # fmt: skip
+    client = Lettr(sandbox_key, base_url=sandbox_server.api_url)
+    sandboxed = client.emails.send(from_email=f"hello@{DOMAIN}", to=["gone@example.test"], subject="S", text="x")
+    assert (sandboxed.accepted, sandboxed.rejected) == (1, 0)
+    wait_for_state(client, sandboxed.request_id, "delivered")
+    assert [c.capture.rcpt_to for c in captures_of(own_backend, sandboxed.request_id)] == ["gone@example.test"]
+
+    # A live key is refused the same address, and says why in the send response and the event.
+    refused = live.emails.send(from_email=f"hello@{DOMAIN}", to=["gone@example.test"], subject="L", text="x")
+    assert (refused.accepted, refused.rejected) == (0, 1)
+    (event,) = live.emails.get(refused.request_id).events
+    assert event.type == "policy_rejection"
+    assert event.reason == "Recipient address is on the suppression list."
+    with http_from() as http:
+        listed = http.get(sandbox_server.api_url + "/suppressions", headers=bearer(live._client._api_key))  # noqa: SLF001
+    assert [s["email"] for s in listed.json()["data"]["suppressions"]] == ["gone@example.test"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/domains", {"domain": "new.test"}),
+        ("DELETE", f"/domains/{DOMAIN}", None),
+        ("POST", f"/domains/{DOMAIN}/verify", None),
+        ("POST", "/templates", {"name": "T", "html": "<p>x</p>"}),
+        ("DELETE", "/templates/anything", None),
+        (
+            "POST",
+            "/webhooks",
+            {"name": "w", "url": "https://hooks.example/x", "auth_type": "none", "events_mode": "all"},
+        ),
+        ("DELETE", "/webhooks/wh_x", None),
+        ("DELETE", "/suppressions/gone@example.test", None),
+        ("DELETE", "/emails/scheduled/sch_x", None),
+    ],
+)
+def test_a_sandbox_key_is_refused_every_change_with_403(
+    sandbox_server: Server, sandbox_key: str, method: str, path: str, body: Any
+) -> None:
+    with http_from() as http:
+        response = http.request(method, sandbox_server.api_url + path, json=body, headers=bearer(sandbox_key))
+    assert response.status_code == 403, response.text
+    assert response.json() == SANDBOX_REFUSED
+
+
+def test_the_sdk_sees_the_sandbox_refusal_as_forbidden_and_reads_still_work(
+    sandbox_server: Server, sandbox_key: str
+) -> None:
+    client = Lettr(sandbox_key, base_url=sandbox_server.api_url)
+    with pytest.raises(ForbiddenError) as refused:
+        client.domains.create("another.test")
+    assert refused.value.error_code == "sandbox_key_not_allowed"
+    assert DOMAIN in [d.domain for d in client.domains.list()]
+    assert client.auth_check().team_id > 0
+
+
+def test_the_guard_treats_a_sandbox_key_like_any_other(sandbox_server: Server, own_backend: Backend) -> None:
+    restricted = own_backend.create_key(name="sandbox-ip", sandbox=True, allowed_ips="127.0.0.9").key
+    sending_only = own_backend.create_key(name="sandbox-sending", sandbox=True, permission="sending").key
+    with http_from("127.0.0.1") as http:
+        refused_ip = http.get(sandbox_server.api_url + "/domains", headers=bearer(restricted))
+        mistyped = http.get(
+            sandbox_server.api_url + "/domains",
+            headers=bearer(restricted[:-1] + ("0" if restricted[-1] != "0" else "1")),
+        )
+        no_scope = http.get(sandbox_server.api_url + "/domains", headers=bearer(sending_only))
+    assert (refused_ip.status_code, refused_ip.json()) == (
+        403,
+        {"message": "Access denied. Your IP address is not allowed."},
+    )
+    assert (mistyped.status_code, mistyped.json()) == (401, {"message": "Invalid API key."})
+    assert no_scope.status_code == 403 and no_scope.json()["error_code"] == "insufficient_scope"
+    with http_from("127.0.0.9") as http:
+        assert http.get(sandbox_server.api_url + "/domains", headers=bearer(restricted)).status_code == 200
