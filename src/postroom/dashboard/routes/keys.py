@@ -37,6 +37,7 @@ def _key_audit(record: ApiKeyRecord) -> dict[str, Any]:
         "permission": record.permission.value,
         "allowed_ips": record.allowed_ips,
         "prefix": record.display_prefix,
+        "sandbox": record.sandbox,
     }
 
 
@@ -57,7 +58,7 @@ async def _list_page(
         keys=keys,
         now=now,
         errors=errors or {},
-        values=values or {"name": "", "permission": "sending", "allowed_ips": ""},
+        values=values or {"name": "", "permission": "sending", "allowed_ips": "", "kind": "live"},
         Permission=Permission,
     )
 
@@ -83,6 +84,11 @@ async def create_key(request: Request[Any, Any, Any]) -> Response[Any]:
     session = signed_in(request)
     form = await form_data(request)
     values = {k: form.get(k, "") for k in ("name", "permission", "allowed_ips")}
+    values["kind"] = form.get("kind") or "live"
+    if values["kind"] not in ("live", "sandbox"):
+        return await _list_page(
+            request, status=422, errors={"kind": ["The kind must be live or sandbox."]}, values=values
+        )
     if values["permission"] == Permission.FULL.value:
         await require_fresh(request, form, why="Creating a Full Access key")
     who = actor(request)
@@ -98,6 +104,7 @@ async def create_key(request: Request[Any, Any, Any]) -> Response[Any]:
             expires_at=None,
             created_by=session.email,
             now=now,
+            sandbox=values["kind"] == "sandbox",
         )
         who.record(
             conn,
