@@ -52,7 +52,8 @@ def _capture(backend: Backend, team_id: int, ages_in_hours: list[int], now: date
 def _second_team(backend: Backend) -> int:
     def write(conn: Connection) -> int:
         name = f"Inbox team {secrets.token_hex(4)}"
-        return int(conn.execute(insert(teams).values(name=name, created_at=T0, updated_at=T0)).inserted_primary_key[0])
+        statement = insert(teams).values(name=name, created_at=T0, updated_at=T0).returning(teams.c.id)
+        return int(conn.execute(statement).scalar_one())
 
     return backend.write(write)
 
