@@ -354,7 +354,18 @@ async def _inbox(db: Database, args: argparse.Namespace) -> None:
         for row in rows:
             print(f"{row['id']}  {row['captured_at']}  {row['from']} -> {row['to']}  {row['subject']}")
         return
-    view = await db.read(lambda conn: inbox_service.view_capture(conn, team_id=team(conn), capture_id=args.id))
+
+    def newest_or_named(conn: Connection) -> inbox_service.CaptureView:
+        team_id = team(conn)
+        capture_id = args.id
+        if capture_id is None:
+            newest, _ = inbox_service.list_captures(conn, team_id=team_id)
+            if not newest:
+                raise inbox_service.CaptureNotFound("The inbox is empty.")
+            capture_id = newest[0].id
+        return inbox_service.view_capture(conn, team_id=team_id, capture_id=capture_id)
+
+    view = await db.read(newest_or_named)
     if args.json:
         _print_json(
             {
@@ -802,8 +813,8 @@ def _build_parser() -> argparse.ArgumentParser:
     list_inbox = inbox_commands.add_parser("list", parents=[common], help="captured messages, newest first")
     list_inbox.add_argument("--team", type=int, default=None)
     list_inbox.add_argument("--json", action="store_true")
-    show_inbox = inbox_commands.add_parser("show", parents=[common], help="one captured message")
-    show_inbox.add_argument("id")
+    show_inbox = inbox_commands.add_parser("show", parents=[common], help="one captured message (default: the newest)")
+    show_inbox.add_argument("id", nargs="?", default=None)
     show_inbox.add_argument("--team", type=int, default=None)
     show_inbox.add_argument("--json", action="store_true")
 
