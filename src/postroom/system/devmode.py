@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 
 from postroom.apikeys import service as keys_service
 from postroom.apikeys.service import ApiKeyRecord
+from postroom.audit import service as audit
 from postroom.auth import queries as auth_queries
 from postroom.auth.keys import is_sandbox, is_well_formed, key_digest
 from postroom.config import Settings
@@ -28,6 +29,7 @@ from postroom.teams import service as teams_service
 
 DEV_DOMAIN = "example.test"
 DEV_KEY_NAME = "Development sandbox (postroom serve --dev)"
+ACTOR = "postroom serve --dev"
 KEY_FILE_NAME = "dev-sandbox-key"
 
 
@@ -61,6 +63,10 @@ async def prepare(db: Database, settings: Settings) -> DevSetup:
         team_id = teams_service.ensure_default_team(conn, now=now)
         if domains_service.find_domain(conn, team_id=team_id, name=DEV_DOMAIN) is None:
             domains_service.add_domain(conn, team_id=team_id, name=DEV_DOMAIN, approve=True, now=now, settings=settings)
+            audit.record(
+                conn, team_id=team_id, actor=ACTOR, action="domain.added", target=f"domain:{DEV_DOMAIN}",
+                new={"status": "approved"}, ip=None, now=now,
+            )  # fmt: skip
         if saved is not None:
             _, row = auth_queries.guard_lookup(conn, None, key_digest(saved))
             if row is not None and ApiKeyRecord.from_mapping(row).status(now) == "active":
@@ -72,10 +78,17 @@ async def prepare(db: Database, settings: Settings) -> DevSetup:
             permission="full",
             allowed_ips=None,
             expires_at=None,
-            created_by="postroom serve --dev",
+            created_by=ACTOR,
             now=now,
             sandbox=True,
         )
+        record = created.record
+        audit.record(
+            conn, team_id=team_id, actor=ACTOR, action="api_key.created", target=f"api_key:{record.id}",
+            new={"name": record.name, "permission": record.permission.value, "prefix": record.display_prefix,
+                 "sandbox": True},
+            ip=None, now=now,
+        )  # fmt: skip
         return created.key, True
 
     key, created = await db.write(work)
