@@ -39,8 +39,8 @@ def test_the_docs_site_builds_strictly(tmp_path: Path) -> None:
 def test_the_strict_build_fails_on_a_broken_link(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "docs", tmp_path / "docs")
     shutil.copy(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")
-    for page in PAGES_FROM_OTHER_BRANCHES:
-        (tmp_path / "docs" / page).write_text(f"# {page}\n")
+    for name in PAGES_FROM_OTHER_BRANCHES:
+        (tmp_path / "docs" / name).write_text(f"# {name}\n")
     with (tmp_path / "docs" / "sandbox.md").open("a") as page:
         page.write("\nSee [nowhere](no-such-page.md).\n")
     mkdocs = Path(sys.executable).parent / "mkdocs"
