@@ -90,3 +90,26 @@ def test_a_sandbox_message_is_shown_in_the_inbox_safely_and_linked_from_its_even
     page.wait_for_url(re.compile(rf"/emails/{sent.request_id}"))
     assert page.locator("#events tbody tr", has_text="delivery").count() == 1
     assert sink.messages == []
+
+
+def test_a_suppressed_recipient_is_explained_on_the_message_page(
+    page: Any, server: Server, backend: Backend, sending_domain: SendingDomain
+) -> None:
+    from postroom.core.clock import utcnow
+    from postroom.emails import service as emails_service
+
+    address = f"gone-{time.time_ns()}@example.test"
+    backend.write(
+        lambda conn: emails_service.suppress(
+            conn, team_id=backend.team_id, email=address, reason="hard_bounce", source="test", now=utcnow()
+        )
+    )
+    client = Lettr(backend.create_key(name="live for suppression").key, base_url=server.api_url)
+    sent = client.emails.send(from_email="app@sender.test", to=[address], subject="Refused", text="x")
+    assert (sent.accepted, sent.rejected) == (0, 1)
+
+    page.goto(f"/emails/{sent.request_id}")
+    why = page.inner_text(".suppressed-why")
+    assert "suppression list" in why and f"postroom suppressions remove {address}" in why
+    events = page.inner_text("#events")
+    assert "policy_rejection" in events and "Recipient address is on the suppression list." in events
