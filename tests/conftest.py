@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from pytest_httpserver import HTTPServer
 from sqlalchemy import Connection, delete, text
 
 from postroom.apikeys import service as keys_service
@@ -277,6 +278,17 @@ def smtp_sink() -> Iterator[SmtpSink]:
     """The recipients' mail server, on loopback, offering STARTTLS."""
     with SmtpSink(starttls=True) as sink:
         yield sink
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[HTTPServer]:
+    """A webhook receiver on loopback (pytest-httpserver), for one test module."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from lettr import Lettr
 from postroom.domains.service import SendingDomain
 from tests.browser.conftest import PASSWORD, same_server, screenshot, setup_link
 from tests.conftest import Backend, Server, wait_for_state
+from tests.e2e.test_sandbox import suppress
 from tests.support.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -95,15 +96,8 @@ def test_a_sandbox_message_is_shown_in_the_inbox_safely_and_linked_from_its_even
 def test_a_suppressed_recipient_is_explained_on_the_message_page(
     page: Any, server: Server, backend: Backend, sending_domain: SendingDomain
 ) -> None:
-    from postroom.core.clock import utcnow
-    from postroom.emails import service as emails_service
-
     address = f"gone-{time.time_ns()}@example.test"
-    backend.write(
-        lambda conn: emails_service.suppress(
-            conn, team_id=backend.team_id, email=address, reason="hard_bounce", source="test", now=utcnow()
-        )
-    )
+    suppress(backend, address)
     client = Lettr(backend.create_key(name="live for suppression").key, base_url=server.api_url)
     sent = client.emails.send(from_email="app@sender.test", to=[address], subject="Refused", text="x")
     assert (sent.accepted, sent.rejected) == (0, 1)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import smtplib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
@@ -24,6 +24,7 @@ from postroom.emails import service as emails_service
 from postroom.inbox import service as inbox_service
 from postroom.webhooks import verify
 from tests.conftest import Backend, Server, bearer, free_port, http_from, mail_env, wait_for_state
+from tests.e2e.test_smtp_relay import request_id_of, submit
 from tests.e2e.test_webhooks import Inbox, events_of
 from tests.support.dns_server import DnsServer
 from tests.support.smtp_sink import SmtpSink
@@ -31,16 +32,6 @@ from tests.support.smtp_sink import SmtpSink
 DOMAIN = "sandbox-sender.test"
 SANDBOX_REFUSED = {"message": "Sandbox API keys cannot make changes. Use a live API key for this action.",
                    "error_code": "sandbox_key_not_allowed"}  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[HTTPServer]:
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
-    yield server
-    server.clear()
-    if server.is_running():
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +76,13 @@ def captures_of(backend: Backend, request_id: str) -> list[inbox_service.Capture
     return backend.read(read)
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+def suppress(backend: Backend, address: str) -> None:
+    """Put ``address`` on the team's suppression list, as a hard bounce would."""
+    backend.write(
+        lambda conn: emails_service.suppress(
+            conn, team_id=backend.team_id, email=address, reason="hard_bounce", source="test", now=utcnow()
+        )
+    )
 
 
 def test_a_sandbox_key_has_the_sandbox_prefix_and_a_valid_checksum(sandbox_key: str) -> None:
@@ -153,11 +145,9 @@ def test_an_smtp_submission_with_a_sandbox_key_lands_in_the_inbox_and_not_at_the
     message.set_content("Sent with smtplib\n")
     with smtplib.SMTP("127.0.0.1", sandbox_server.smtp_port, local_hostname="app.test") as smtp:  # type: ignore[attr-defined]
         smtp.login("lettr", sandbox_key)
-        smtp.mail(f"app@{DOMAIN}")
-        smtp.rcpt("carol@example.test")
-        code, reply = smtp.data(message.as_bytes())
+        code, reply = submit(smtp, message)
     assert code == 250, reply
-    request_id = reply.decode().split("Queued as ")[1].split()[0]
+    request_id = request_id_of(reply)
     client = Lettr(sandbox_key, base_url=sandbox_server.api_url)
     wait_for_state(client, request_id, "delivered")
     (capture,) = captures_of(own_backend, request_id)
@@ -179,12 +169,7 @@ def test_live_mail_still_reaches_the_mx_beside_sandbox_mail(
 def test_sandbox_sends_neither_consult_nor_add_suppressions(
     sandbox_server: Server, sandbox_key: str, live: Lettr, own_backend: Backend
 ) -> None:
-    own_backend.write(
-        lambda conn: emails_service.suppress(
-            conn, team_id=own_backend.team_id, email="gone@example.test", reason="hard_bounce", source="test",
-            now=utcnow(),
-        )
-    )  # fmt: skip
+    suppress(own_backend, "gone@example.test")
     client = Lettr(sandbox_key, base_url=sandbox_server.api_url)
     sandboxed = client.emails.send(from_email=f"hello@{DOMAIN}", to=["gone@example.test"], subject="S", text="x")
     assert (sandboxed.accepted, sandboxed.rejected) == (1, 0)
