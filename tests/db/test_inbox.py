@@ -38,7 +38,7 @@ def _capture(backend: Backend, team_id: int, ages_in_hours: list[int], now: date
         rows = [
             inbox_service.capture_row(
                 team_id=team_id, message_id=message_id, recipient=SimpleNamespace(id=i, email=f"r{i}@example.test"),
-                envelope_from="bounces@postroom.test", subject="s", raw=b"Subject: s\r\n\r\nx\r\n",
+                envelope_from="bounces@postroom.test", raw=b"Subject: s\r\n\r\nx\r\n",
                 now=now - timedelta(hours=hours),
             )
             for i, hours in enumerate(ages_in_hours)

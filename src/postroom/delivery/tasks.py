@@ -146,7 +146,6 @@ class DeliveryTasks:
                         message_id=message.id,
                         recipient=recipient,
                         envelope_from=senders[recipient.email],
-                        subject=message.subject,
                         raw=signed,
                         now=utcnow(),
                     )

@@ -76,9 +76,11 @@ class CaptureView:
 
 
 def capture_row(
-    *, team_id: int, message_id: str, recipient: Any, envelope_from: str, subject: str, raw: bytes, now: datetime
+    *, team_id: int, message_id: str, recipient: Any, envelope_from: str, raw: bytes, now: datetime
 ) -> dict[str, Any]:
-    """The inbox row for one recipient's copy of a sandbox message."""
+    """The inbox row for one recipient's copy of a sandbox message; its subject is the one the copy carries (a
+    template's subject is rendered per recipient)."""
+    subject = BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True).get("Subject", "")
     return {
         "id": new_id("inb"),
         "team_id": team_id,
@@ -86,7 +88,7 @@ def capture_row(
         "recipient_id": recipient.id,
         "rcpt_to": recipient.email,
         "envelope_from": envelope_from,
-        "subject": subject[:998],
+        "subject": str(subject)[:998],
         "raw": raw,
         "captured_at": now,
     }
