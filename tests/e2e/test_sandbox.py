@@ -248,3 +248,21 @@ def test_the_guard_treats_a_sandbox_key_like_any_other(sandbox_server: Server, o
     assert no_scope.status_code == 403 and no_scope.json()["error_code"] == "insufficient_scope"
     with http_from("127.0.0.9") as http:
         assert http.get(sandbox_server.api_url + "/domains", headers=bearer(restricted)).status_code == 200
+
+
+def test_the_cli_creates_and_rotates_sandbox_keys(own_backend: Backend) -> None:
+    import json
+
+    from tests.conftest import run_cli
+
+    created = run_cli(own_backend, "keys", "create", "--name", "CLI sandbox", "--sandbox", "--json")
+    assert created.returncode == 0, created.stderr
+    body = json.loads(created.stdout)
+    assert body["key"].startswith("lttr_sandbox_") and body["sandbox"] is True
+    assert body["display_prefix"] == body["key"][:20]
+    described = run_cli(own_backend, "keys", "create", "--name", "CLI sandbox 2", "--sandbox")
+    assert '"CLI sandbox 2" (Sandbox, Full Access; allowed IPs: any address)' in described.stdout
+    rotated = run_cli(own_backend, "keys", "rotate", body["id"], "--grace-hours", "0", "--json")
+    assert rotated.returncode == 0, rotated.stderr
+    successor = json.loads(rotated.stdout)
+    assert successor["key"].startswith("lttr_sandbox_") and successor["sandbox"] is True  # it stays a sandbox key
