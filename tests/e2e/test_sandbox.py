@@ -266,3 +266,26 @@ def test_the_cli_creates_and_rotates_sandbox_keys(own_backend: Backend) -> None:
     assert rotated.returncode == 0, rotated.stderr
     successor = json.loads(rotated.stdout)
     assert successor["key"].startswith("lttr_sandbox_") and successor["sandbox"] is True  # it stays a sandbox key
+
+
+def test_a_scheduled_sandbox_send_is_released_into_the_inbox(
+    sandbox_server: Server, sandbox_key: str, own_backend: Backend, sink: SmtpSink
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.e2e.test_sending import _release_now
+
+    client = Lettr(sandbox_key, base_url=sandbox_server.api_url)
+    scheduled = client.emails.schedule(
+        from_email=f"hello@{DOMAIN}", to=["erin@example.test"], subject="Later", text="x",
+        scheduled_at=datetime.now(UTC) + timedelta(minutes=10),
+    )  # fmt: skip
+    _release_now(own_backend, scheduled.request_id)
+    deadline = time.monotonic() + 20
+    while (current := client.emails.get_scheduled(scheduled.request_id)).state != "sent":
+        assert time.monotonic() < deadline, current.state
+        time.sleep(0.1)
+    assert current.transmission_id is not None
+    wait_for_state(client, current.transmission_id, "delivered")
+    assert [c.capture.rcpt_to for c in captures_of(own_backend, current.transmission_id)] == ["erin@example.test"]
+    assert sink.messages == []
