@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from pytest_httpserver import HTTPServer
 from sqlalchemy import Connection, delete, text
 
 from postroom.apikeys import service as keys_service
@@ -90,6 +91,7 @@ class Backend:
         name: str = "test key",
         expires_at: datetime | None = None,
         team_id: int | None = None,
+        sandbox: bool = False,
     ) -> keys_service.CreatedKey:
         return self.write(
             lambda conn: keys_service.create_key(
@@ -102,6 +104,7 @@ class Backend:
                 created_by="tests",
                 actor=Actor(name="tests"),
                 now=utcnow(),
+                sandbox=sandbox,
             )
         )
 
@@ -280,6 +283,17 @@ def smtp_sink() -> Iterator[SmtpSink]:
     """The recipients' mail server, on loopback, offering STARTTLS."""
     with SmtpSink(starttls=True) as sink:
         yield sink
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[HTTPServer]:
+    """A webhook receiver on loopback (pytest-httpserver), for one test module."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()
 
 
 @pytest.fixture

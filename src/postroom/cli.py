@@ -88,13 +88,15 @@ def _key_json(record: ApiKeyRecord) -> dict[str, Any]:
         "updated_at": iso_resource(record.updated_at),
         "last_used_at": iso_resource(record.last_used_at) if record.last_used_at else None,
         "last_used_ip": record.last_used_ip,
+        "sandbox": record.sandbox,
     }
 
 
 def _describe(record: ApiKeyRecord) -> str:
     ips = record.allowed_ips or "any address"
     expiry = f", expires {iso_resource(record.expires_at)}" if record.expires_at else ""
-    return f'{record.id} "{record.name}" ({record.permission.label}; allowed IPs: {ips}{expiry})'
+    kind = "Sandbox, " if record.sandbox else ""
+    return f'{record.id} "{record.name}" ({kind}{record.permission.label}; allowed IPs: {ips}{expiry})'
 
 
 def _print_json(value: Any) -> None:
@@ -140,6 +142,7 @@ async def _keys_create(db: Database, args: argparse.Namespace) -> None:
             created_by=_operator(),
             actor=Actor.operator(),
             now=now,
+            sandbox=args.sandbox,
         )
 
     created = await db.write(work)
@@ -370,6 +373,70 @@ async def _send_test(db: Database, args: argparse.Namespace, settings: Settings)
     print(f"Queued test message {accepted.request_id} to {args.to}; the running server or worker delivers it.")
 
 
+# -- inbox --------------------------------------------------------------------------------------------------
+
+
+async def _inbox(db: Database, args: argparse.Namespace) -> None:
+    """The local inbox: what sandbox keys sent, as captured."""
+    from postroom.inbox import service as inbox_service
+
+    def team(conn: Connection) -> int:
+        return teams_service.resolve_team(conn, team_id=args.team)
+
+    if args.inbox_command == "list":
+        captures, total = await db.read(lambda conn: inbox_service.list_captures(conn, team_id=team(conn)))
+        rows = [
+            {
+                "id": c.id,
+                "request_id": c.request_id,
+                "to": c.rcpt_to,
+                "from": c.from_email,
+                "subject": c.subject,
+                "captured_at": iso_resource(c.captured_at),
+            }
+            for c in captures
+        ]
+        if args.json:
+            _print_json(rows)
+            return
+        print(f"{total} captured message{'' if total == 1 else 's'}")
+        for row in rows:
+            print(f"{row['id']}  {row['captured_at']}  {row['from']} -> {row['to']}  {row['subject']}")
+        return
+
+    def newest_or_named(conn: Connection) -> inbox_service.CaptureView:
+        team_id = team(conn)
+        capture_id = args.id
+        if capture_id is None:
+            newest, _ = inbox_service.list_captures(conn, team_id=team_id)
+            if not newest:
+                raise inbox_service.CaptureNotFound("The inbox is empty.")
+            capture_id = newest[0].id
+        return inbox_service.view_capture(conn, team_id=team_id, capture_id=capture_id)
+
+    view = await db.read(newest_or_named)
+    if args.json:
+        _print_json(
+            {
+                "id": view.capture.id,
+                "request_id": view.capture.request_id,
+                "to": view.capture.rcpt_to,
+                "subject": view.capture.subject,
+                "dkim": {"result": view.dkim.result, "detail": view.dkim.detail},
+                "headers": view.headers,
+                "text": view.text,
+                "html": view.html,
+            }
+        )
+        return
+    for name, value in view.headers:
+        if name.lower() != "dkim-signature":
+            print(f"{name}: {value}")
+    print(f"DKIM: {view.dkim.result} ({view.dkim.detail})")
+    print()
+    print(view.text if view.text is not None else view.html or "")
+
+
 # -- users --------------------------------------------------------------------------------------------------
 
 
@@ -507,12 +574,13 @@ def _serve(
     with_smtp: bool = False,
     http_socket: socket.socket | None = None,
     metrics_dir: str | None = None,
+    dev: bool = False,
 ) -> int:
     """HTTP on ``host:port``; ``serve`` runs the worker in this process, ``api`` leaves it to ``postroom worker``.
 
     ``with_smtp`` adds the SMTP listeners (submission and bounce intake) to the same event loop. One of the
     processes of ``postroom api --processes N`` gets its ``http_socket`` (the database already migrated) and the
-    ``metrics_dir`` they all count in.
+    ``metrics_dir`` they all count in. ``dev`` prepares and prints the development sandbox (``system/devmode.py``).
     """
     import uvicorn
 
@@ -523,6 +591,8 @@ def _serve(
     if http_socket is None:
         _migrate_schema(settings)
         http_socket = _listen_socket(settings.host, settings.port)
+    if dev:
+        _print_dev_setup(settings)
     db = open_database(settings)
     dispatcher, work = _background_work(db, settings) if with_worker else (None, list)
     tasks: list[asyncio.Task[None]] = []
@@ -607,6 +677,21 @@ def _warn_about_mail_identity(settings: Settings) -> None:
     warning = mail_identity_warning(settings)
     if warning is not None:
         logging.getLogger("postroom.config").warning(warning)
+
+
+def _print_dev_setup(settings: Settings) -> None:
+    from postroom.system import devmode
+
+    setup = asyncio.run(_with_database(settings, lambda db: devmode.prepare(db, settings)))
+    base = f"http://{settings.host}:{settings.port}"
+    state = "created" if setup.created else "saved"
+    print(
+        "Development mode: mail sent with the sandbox key is captured in the local inbox, never delivered.\n"
+        f"Sandbox key ({state} in {setup.key_file}): {setup.key}\n"
+        f"Sending domain: {setup.domain} (approved)\n"
+        f"Inbox: {base}/inbox (dashboard) or: postroom inbox list",
+        flush=True,
+    )
 
 
 def _print_listening(settings: Settings, *, with_worker: bool, processes: int = 1) -> None:
@@ -786,6 +871,9 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=_PORT, default=None, help="port to listen on (default 8025)")
     serve.add_argument("--no-smtp", action="store_true", help="run without the SMTP listeners")
+    serve.add_argument(
+        "--dev", action="store_true", help="local development: a sandbox key and the example.test domain"
+    )
     smtp = commands.add_parser("smtp", parents=[common], help="run the SMTP submission and bounce listeners only")
     smtp.add_argument("--host", dest="smtp_host", default=None, help="address to listen on (POSTROOM_SMTP_HOST)")
     api = commands.add_parser("api", parents=[common], help="run the API only (scale-out: workers run apart)")
@@ -846,6 +934,9 @@ def _build_parser() -> argparse.ArgumentParser:
     create.add_argument("--allowed-ips", default=None, help='e.g. "203.0.113.50, 198.51.100.0/24"')
     create.add_argument("--expires-in-days", type=_number(int, 1, keys_service.MAX_EXPIRY_DAYS), default=None)
     create.add_argument("--team", type=_TEAM, default=None, help="team id (default: the default team)")
+    create.add_argument(
+        "--sandbox", action="store_true", help="a sandbox key (lttr_sandbox_…): its mail goes to the local inbox"
+    )
     create.add_argument("--json", action="store_true")
 
     update = key_commands.add_parser("update", parents=[common], help="change name, permission or allowlist")
@@ -884,6 +975,16 @@ def _build_parser() -> argparse.ArgumentParser:
     audit_list.add_argument("--team", type=int, default=None, help="only this team's entries")
     audit_list.add_argument("--json", action="store_true")
     audit_commands.add_parser("verify", parents=[common], help="check the hash chain (exit 1 when broken)")
+
+    inbox = commands.add_parser("inbox", parents=[common], help="the local inbox of sandbox mail")
+    inbox_commands = inbox.add_subparsers(dest="inbox_command", required=True, parser_class=_Parser)
+    list_inbox = inbox_commands.add_parser("list", parents=[common], help="captured messages, newest first")
+    list_inbox.add_argument("--team", type=_TEAM, default=None)
+    list_inbox.add_argument("--json", action="store_true")
+    show_inbox = inbox_commands.add_parser("show", parents=[common], help="one captured message (default: the newest)")
+    show_inbox.add_argument("id", nargs="?", default=None)
+    show_inbox.add_argument("--team", type=_TEAM, default=None)
+    show_inbox.add_argument("--json", action="store_true")
 
     users = commands.add_parser("users", parents=[common], help="dashboard accounts")
     user_commands = users.add_subparsers(dest="users_command", required=True, parser_class=_Parser)
@@ -924,7 +1025,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             api_processes=getattr(args, "processes", None),
         )
         if args.command == "serve":
-            return _serve(settings, with_smtp=not args.no_smtp)
+            return _serve(settings, with_smtp=not args.no_smtp, dev=args.dev)
         if args.command == "smtp":
             return _smtp(settings)
         if args.command == "api":
@@ -941,6 +1042,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_with_database(settings, lambda db: _send_test(db, args, settings)))
         elif args.command == "audit":
             return int(asyncio.run(_with_database(settings, lambda db: _audit(db, args))))
+        elif args.command == "inbox":
+            asyncio.run(_with_database(settings, lambda db: _inbox(db, args)))
         elif args.command == "users":
             asyncio.run(_with_database(settings, lambda db: _users_create_admin(db, args, settings)))
         else:

@@ -152,6 +152,10 @@ class Settings:
     """``POSTROOM_TRACKING_WRITE_BEHIND``: 1 answers opens and clicks as soon as the token checks, and records the
     event in the background (group-committed), falling back to waiting when many writes are pending; a crash can
     lose the events of the last moments. 0 (default) commits each event before answering."""
+    inbox_max_messages: int = 1000
+    """``POSTROOM_INBOX_MAX_MESSAGES``: captured sandbox messages kept per team; older ones are dropped first."""
+    inbox_max_age_seconds: int = 7 * 24 * 3600
+    """``POSTROOM_INBOX_MAX_AGE``: seconds a captured sandbox message is kept (default 7 days)."""
 
     @property
     def smtp_listen_host(self) -> str:
@@ -322,6 +326,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "public_url": (env.get("POSTROOM_PUBLIC_URL") or "").strip(),
         "tracking_rate_limit": _rate_limit(env, "POSTROOM_TRACKING_RATE_LIMIT", "60/second"),
         "tracking_write_behind": _flag(env, "POSTROOM_TRACKING_WRITE_BEHIND"),
+        "inbox_max_messages": _int(env, "POSTROOM_INBOX_MAX_MESSAGES", 1000, minimum=1),
+        "inbox_max_age_seconds": _int(env, "POSTROOM_INBOX_MAX_AGE", 7 * 24 * 3600, minimum=60),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     processes = values["api_processes"]

@@ -78,6 +78,14 @@ class InsufficientScope(PostroomError):
     error_code = "insufficient_scope"
 
 
+class SandboxKeyNotAllowed(PostroomError):
+    """A sandbox key may read and send (into the local inbox) but never change anything."""
+
+    status = 403
+    default_message = "Sandbox API keys cannot make changes. Use a live API key for this action."
+    error_code = "sandbox_key_not_allowed"
+
+
 class TooManyAuthFailures(PostroomError):
     status = 429
     default_message = "Too many failed authentication attempts from your IP address. Try again later."

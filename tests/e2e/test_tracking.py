@@ -35,7 +35,6 @@ from postroom.tracking.service import MACHINE_WINDOW
 from postroom.webhooks import verify
 from tests.conftest import Backend, Server, bearer, http_from, mail_env
 from tests.e2e.test_webhooks import Inbox, wait_until
-from tests.e2e.test_webhooks import receiver as receiver  # a fixture: the webhook receiver and landing pages
 from tests.support.dns_server import DnsServer
 from tests.support.smtp_sink import ReceivedMessage, SmtpSink
 

@@ -7,7 +7,7 @@ Asserted: every request the API accepted (its ``request_id``) reached the sink f
 (lost = 0); every copy the sink got carries an original Message-ID; duplicates ≤ kills × worker concurrency (the
 messages a killed worker can have had in flight); every recipient ends ``delivered``.
 
-The message count is ``POSTROOM_SYSTEM_MESSAGES`` (default 2,000, the CI value; the README's command runs 10,000).
+The message count is ``POSTROOM_SYSTEM_MESSAGES`` (default 2,000, the CI value; the command in docs/scale-out.md runs 10,000).
 The run prints one line (``system[postgres]: …``) with the counts and timings, which the CI log keeps.
 """
 

@@ -50,6 +50,8 @@ class ApiKeyRecord:
     updated_at: datetime
     last_used_at: datetime | None
     last_used_ip: str | None
+    sandbox: bool = False
+    """A sandbox key: its mail is captured in the local inbox, and it may only read and send."""
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> ApiKeyRecord:
@@ -73,6 +75,7 @@ class ApiKeyRecord:
             updated_at=row["updated_at"],
             last_used_at=row["last_used_at"],
             last_used_ip=row["last_used_ip"],
+            sandbox=bool(row["sandbox"]),
         )
 
     def status(self, now: datetime) -> str:
@@ -187,14 +190,18 @@ def create_key(
     actor: Actor,
     now: datetime,
     rotated_from_id: str | None = None,
+    sandbox: bool = False,
 ) -> CreatedKey:
-    """A new key for ``team_id``; the returned ``CreatedKey.key`` is the only copy of the secret."""
+    """A new key for ``team_id``; the returned ``CreatedKey.key`` is the only copy of the secret.
+
+    A ``sandbox`` key (``lttr_sandbox_…``) is checked like any other key (checksum, scope, allowlist, lockout); its
+    mail is captured in the local inbox instead of being delivered, and it is refused every change."""
     values = {
         "name": _clean_name(name),
         "permission": _clean_permission(permission).value,
         "allowed_ips": clean_allowed_ips(allowed_ips),
     }
-    key = generate_key()
+    key = generate_key(sandbox=sandbox)
     row = {
         "id": new_id("key"),
         "team_id": team_id,
@@ -211,6 +218,7 @@ def create_key(
         "updated_at": now,
         "last_used_at": None,
         "last_used_ip": None,
+        "sandbox": sandbox,
     }
     queries.insert_key(conn, row)
     record = _load(conn, str(row["id"]), team_id=None)
@@ -303,7 +311,8 @@ def rotate_key(
     now: datetime,
     expires_in_days: int | None = None,
 ) -> tuple[CreatedKey, ApiKeyRecord]:
-    """Issue a successor with the same name, permission, allowlist and expiry; the old key stops after ``grace``.
+    """Issue a successor with the same name, permission, allowlist, kind (live or sandbox) and expiry; the old key
+    stops after ``grace``.
 
     The successor expires when the old key would have (a rotation never extends a key's lifetime), or
     ``expires_in_days`` from now when that is given. Returns the new key (with its secret) and the old key as it
@@ -327,6 +336,7 @@ def rotate_key(
         actor=actor,
         now=now,
         rotated_from_id=old.id,
+        sandbox=old.sandbox,
     )
     old_expiry = now + grace
     if old.expires_at is not None and old.expires_at < old_expiry:

@@ -1,4 +1,4 @@
-"""The guard every API request passes: lockout → 401 → IP 403 → scope 403, in that order.
+"""The guard every API request passes: lockout → 401 → IP 403 → scope 403 → sandbox 403, in that order.
 
 ``Authenticator`` knows nothing of HTTP, so the SMTP relay can apply exactly the same rules. There is no cache of
 keys: each request reads the key row (one indexed lookup), so a revocation, downgrade, allowlist change or
@@ -35,7 +35,7 @@ from postroom.auth.client_ip import connection_client_ip
 from postroom.auth.keys import is_well_formed, key_digest, loggable_prefix
 from postroom.auth.lockout import AuthFailure, FailureReason, LockoutPolicy, record_failure
 from postroom.auth.ratelimit import enforce_rate_limit
-from postroom.auth.scopes import PUBLIC, Scope, permits
+from postroom.auth.scopes import PUBLIC, Scope, permits, sandbox_permits
 from postroom.config import Settings
 from postroom.core.clock import utcnow
 from postroom.core.netaddr import IPAddress, ip_allowed, stored_allowlist
@@ -46,6 +46,7 @@ from postroom.errors import (
     InvalidApiKey,
     IpNotAllowed,
     PostroomError,
+    SandboxKeyNotAllowed,
     TooManyAuthFailures,
 )
 from postroom.observability import metrics
@@ -138,6 +139,13 @@ class Authenticator:
                 extra={"key_prefix": key.display_prefix, "ip": ip_text, "scope": attempt.required.value},
             )
             raise InsufficientScope()
+        if key.sandbox and not sandbox_permits(attempt.required):
+            metrics.AUTH_REJECTIONS.labels(reason="sandbox_key").inc()
+            log.info(
+                "sandbox key refused",
+                extra={"key_prefix": key.display_prefix, "ip": ip_text, "scope": attempt.required.value},
+            )
+            raise SandboxKeyNotAllowed()
 
         stale = key.last_used_at is None or now - key.last_used_at >= self._last_used_interval
         if stale or key.last_used_ip != ip_text:

@@ -52,6 +52,20 @@ PERMISSION_SCOPES: Final[dict[Permission, frozenset[Scope]]] = {
 }
 
 
+SANDBOX_SCOPES: Final[frozenset[Scope]] = frozenset(
+    {scope for scope in Scope if scope.value.endswith(":read")} | PERMISSION_SCOPES[Permission.SENDING]
+)
+"""What a sandbox key may do on top of its permission level: read, and send (into the local inbox). Every other
+scope (every ``…:write`` scope, cancelling a scheduled send, any scope added later) changes something and is
+refused to sandbox keys, so a route declared with a write scope in ``ROUTE_SCOPES`` refuses them with no code of
+its own."""
+
+
+def sandbox_permits(scope: Scope) -> bool:
+    """Whether a sandbox key may use a route that needs ``scope``."""
+    return scope in SANDBOX_SCOPES
+
+
 class _Public:
     """Marker for routes that need no API key."""
 

@@ -51,7 +51,7 @@ WRITE_PROBLEMS = frozenset({"disk_full", "read_only", "io_error"})
 """Reasons a write fails that say every write will fail until something changes."""
 WRITE_PROBLEM_SECONDS = 30.0
 
-HEAD_REVISION = "0015"
+HEAD_REVISION = "0016"
 """The newest revision in ``migrations/versions`` (a test holds it to alembic's own answer)."""
 
 

@@ -37,6 +37,7 @@ from postroom.emails import service as emails_service
 from postroom.emails.service import EventType
 from postroom.emails.validation import SendRequest
 from postroom.errors import PostroomError
+from postroom.inbox import service as inbox_service
 from postroom.jobs.base import Handler, WorkItem, WorkKind, WorkResult
 from postroom.templates import rendering
 from postroom.tracking import rewriting
@@ -115,10 +116,11 @@ class DeliveryTasks:
             return WorkResult.done()
         message = pending.message
         request = SendRequest.from_json(message.content)
-        route = await smtp_route(domain, self._settings, self._resolver)
+        route = None if message.sandbox else await smtp_route(domain, self._settings, self._resolver)
+        captured: list[dict[str, Any]] = []  # a sandbox message's inbox rows, written with its delivery events
         try:
             async with self._destination(route):
-                result, not_generated = await self._send(pending, request, domain, route)
+                result, not_generated = await self._send(pending, request, domain, route, captured)
         except DestinationBusy as busy:
             return WorkResult.retry(utcnow() + BUSY_RETRY, str(busy))
         now = utcnow()
@@ -126,6 +128,7 @@ class DeliveryTasks:
 
         def record(conn: Connection) -> None:
             counts = emails_service.EventCounts()
+            inbox_service.store(conn, captured)
             self._record(conn, message, recipients, result, now, counts)
             self._record_not_generated(conn, message, pending.recipients, not_generated, now, counts)
             counts.write(conn)
@@ -141,33 +144,71 @@ class DeliveryTasks:
         failures = "; ".join(f"{r}: {o.reason}" for r, o in result.failed.items())
         return WorkResult.retry(retry_at, failures[:1000], record)
 
-    def _destination(self, route: Route) -> contextlib.AbstractAsyncContextManager[None]:
-        """A slot of the route's destination (none is needed when DNS gave no server)."""
-        if route.failure is not None:
+    def _destination(self, route: Route | None) -> contextlib.AbstractAsyncContextManager[None]:
+        """A slot of the route's destination (none is needed for the inbox, or when DNS gave no server)."""
+        if route is None or route.failure is not None:
             return contextlib.nullcontext()
         return self._destinations.slot(route.destination, relay=route.relay)
 
     async def _send(
-        self, pending: _Pending, request: SendRequest, domain: str, route: Route
+        self,
+        pending: _Pending,
+        request: SendRequest,
+        domain: str,
+        route: Route | None,
+        captured: list[dict[str, Any]],
     ) -> tuple[SessionResult, dict[str, str]]:
         """Send to the pending recipients; returns the outcome and the recipients whose message could not be
         rendered."""
         if rendering.personalises(request) or rewriting.tracks(request):  # every recipient gets their own
-            return await self._deliver_personalised(pending, request, domain, route)
+            return await self._deliver_personalised(pending, request, domain, route, captured)
         message = pending.message
         raw = render(inline_styles(request), message_id_header=message.message_id_header, created_at=message.created_at)
-        result = await deliver(
-            message=await self._signed(raw, pending.dkim_key),
-            envelope_from={r.email: envelope_sender(self._settings, r.id) for r in pending.recipients},
-            recipients=[r.email for r in pending.recipients],
+        signed = await self._signed(raw, pending.dkim_key)
+        return await self._transmit(message, pending.recipients, signed, domain, route, captured), {}
+
+    async def _transmit(
+        self,
+        message: Any,
+        recipients: list[Any],
+        signed: bytes,
+        domain: str,
+        route: Route | None,
+        captured: list[dict[str, Any]],
+    ) -> SessionResult:
+        """Hand the signed message to the recipients' mail server, or, for a sandbox message (``route`` None),
+        capture a copy per recipient for the local inbox (``captured``): every recipient is then delivered, none
+        ever bounces."""
+        senders = {r.email: envelope_sender(self._settings, r.id) for r in recipients}
+        if route is None:
+            for recipient in recipients:
+                captured.append(
+                    inbox_service.capture_row(
+                        team_id=message.team_id,
+                        message_id=message.id,
+                        recipient=recipient,
+                        envelope_from=senders[recipient.email],
+                        raw=signed,
+                        now=utcnow(),
+                    )
+                )
+            return SessionResult(delivered=[r.email for r in recipients])
+        return await deliver(
+            message=signed,
+            envelope_from=senders,
+            recipients=[r.email for r in recipients],
             domain=domain,
             route=route,
             pool=self._pool,
         )
-        return result, {}
 
     async def _deliver_personalised(
-        self, pending: _Pending, request: SendRequest, domain: str, route: Route
+        self,
+        pending: _Pending,
+        request: SendRequest,
+        domain: str,
+        route: Route | None,
+        captured: list[dict[str, Any]],
     ) -> tuple[SessionResult, dict[str, str]]:
         """Render, sign and send the message once per recipient (one SMTP transaction each, on pooled sessions):
         their template substitutions, then the CSS inlining, then their own tracking links and pixel.
@@ -196,14 +237,8 @@ class DeliveryTasks:
                     personal, base=pending.tracking_base, secret=self._settings.server_secret, recipient_id=recipient.id
                 )
             raw = render(personal, message_id_header=message.message_id_header, created_at=message.created_at)
-            result = await deliver(
-                message=await self._signed(raw, pending.dkim_key),
-                envelope_from=envelope_sender(self._settings, recipient.id),
-                recipients=[recipient.email],
-                domain=domain,
-                route=route,
-                pool=self._pool,
-            )
+            signed = await self._signed(raw, pending.dkim_key)
+            result = await self._transmit(message, [recipient], signed, domain, route, captured)
             combined.delivered.extend(result.delivered)
             combined.failed.update(result.failed)
             if result.delivered:
@@ -320,6 +355,7 @@ class DeliveryTasks:
                     now=now,
                     mail_hostname=settings.mail_hostname,
                     scheduled_id=row.id,
+                    sandbox=email_queries.key_is_sandbox(conn, row.api_key_id),
                 )
             except PostroomError as error:
                 emails_service.mark_scheduled(

@@ -48,6 +48,7 @@ async def send_email(request: Request[Any, Any, State], state: State, api_key: C
         body=body,
         idempotency_key=key,
         mail_hostname=state.settings.mail_hostname,
+        sandbox=api_key.sandbox,
     )
     if submitted.replayed:
         return Response(submitted.body, status_code=submitted.status, headers={"Idempotency-Replayed": "true"})

@@ -15,6 +15,7 @@ from sqlalchemy.sql import FromClause
 
 from postroom.db.direct import Prepared
 from postroom.models import (
+    api_keys,
     email_events,
     event_counts,
     idempotency_keys,
@@ -383,6 +384,13 @@ def scheduled_in_team(conn: Connection, team_id: int, scheduled_id: str) -> Row[
     return conn.execute(
         select(scheduled_emails).where(scheduled_emails.c.team_id == team_id, scheduled_emails.c.id == scheduled_id)
     ).first()
+
+
+def key_is_sandbox(conn: Connection, api_key_id: str | None) -> bool:
+    """Whether the key that scheduled a send is a sandbox key (then the send goes to the local inbox)."""
+    if api_key_id is None:
+        return False
+    return bool(conn.execute(select(api_keys.c.sandbox).where(api_keys.c.id == api_key_id)).scalar())
 
 
 def scheduled_by_id(conn: Connection, scheduled_id: str) -> Row[Any] | None:

@@ -188,12 +188,15 @@ def accept(
     mail_hostname: str,
     scheduled_id: str | None = None,
     recv_method: str = "rest",
+    sandbox: bool = False,
 ) -> Accepted:
     """Record a send and queue its delivery; raises the Lettr 4xx errors for unusable projects and domains.
-    ``recv_method`` says how it arrived: ``rest`` (the API, scheduled sends) or ``esmtp`` (the SMTP relay)."""
+    ``recv_method`` says how it arrived: ``rest`` (the API, scheduled sends) or ``esmtp`` (the SMTP relay).
+    A ``sandbox`` send (made with a sandbox key) is delivered into the local inbox and never consults the
+    suppression list."""
     project_id, request = _check_send(conn, team_id, request)
     listed = request.recipients()
-    suppressed = queries.suppressed_among(conn, team_id, [address for address, _ in listed])
+    suppressed = set() if sandbox else queries.suppressed_among(conn, team_id, [address for address, _ in listed])
     message_id = new_id("msg")
     request_id = numeric_id()
     queries.insert_message(
@@ -219,6 +222,7 @@ def accept(
             "recv_method": recv_method,
             "open_tracking": request.html is not None and request.options.get("open_tracking", False),
             "click_tracking": request.html is not None and request.options.get("click_tracking", False),
+            "sandbox": sandbox,
         },
     )
     domains_to_deliver: set[str] = set()

@@ -43,6 +43,7 @@ async def submit_send(
     mail_hostname: str,
     recv_method: str = "rest",
     undisclosed_to: bool = False,
+    sandbox: bool = False,
 ) -> Submitted:
     """Validate ``body`` (a ``POST /api/emails`` JSON object) and accept it; raises the Lettr errors.
 
@@ -73,6 +74,7 @@ async def submit_send(
             now=utcnow(),
             mail_hostname=mail_hostname,
             recv_method=recv_method,
+            sandbox=sandbox,
         )
         response = envelope(
             SEND_MESSAGE,

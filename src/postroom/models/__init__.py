@@ -22,6 +22,7 @@ from postroom.models.audience import (
     topics,
 )
 from postroom.models.auth_failure import auth_blocks, auth_failures
+from postroom.models.inbox import inbox_messages
 from postroom.models.rate_limit import rate_limit_counters
 from postroom.models.sending import (
     domain_events,
@@ -58,6 +59,7 @@ __all__ = [
     "event_counts",
     "folders",
     "idempotency_keys",
+    "inbox_messages",
     "invitations",
     "login_attempts",
     "messages",

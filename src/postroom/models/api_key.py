@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, Integer, LargeBinary, String, Table, Text
+from sqlalchemy import Boolean, Column, ForeignKey, Integer, LargeBinary, String, Table, Text, false
 
 from postroom.models.types import UTCDateTime, metadata
 
@@ -15,7 +15,7 @@ api_keys = Table(
     Column("permission", String(16), nullable=False),
     Column("created_permission", String(16), nullable=True),  # as created; ``permission`` is what it has now
     Column("digest", LargeBinary(32), nullable=False, unique=True),
-    Column("display_prefix", String(12), nullable=False),
+    Column("display_prefix", String(20), nullable=False),
     Column("last4", String(4), nullable=False),
     Column("allowed_ips", Text, nullable=True),
     Column("expires_at", UTCDateTime, nullable=True),
@@ -26,4 +26,6 @@ api_keys = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("last_used_at", UTCDateTime, nullable=True),
     Column("last_used_ip", String(45), nullable=True),
+    # A sandbox key (``lttr_sandbox_…``): its mail goes to the local inbox, and it may not change anything.
+    Column("sandbox", Boolean, nullable=False, server_default=false()),
 )

@@ -15,7 +15,7 @@ auth_failures = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("ip", String(45), nullable=True),
-    Column("key_prefix", String(12), nullable=True),
+    Column("key_prefix", String(20), nullable=True),
     Column("api_key_id", String(40), nullable=True),
     Column("team_id", Integer, nullable=True),
     Column("reason", String(32), nullable=False),

@@ -101,12 +101,14 @@ messages = Table(
     Column("recv_method", String(8), nullable=False, server_default="rest"),
     Column("open_tracking", Boolean, nullable=False, server_default=false()),
     Column("click_tracking", Boolean, nullable=False, server_default=false()),
+    Column("sandbox", Boolean, nullable=False, server_default=false()),
     Index("ix_messages_team_id_created_at", "team_id", "created_at"),
     # Bounce intake matches a report to its message by the returned Message-ID when it has no VERP address.
     Index("ix_messages_message_id_header", "message_id_header"),
 )
 """``content`` is the validated send request as JSON: everything needed to render the message again, identically.
-``recv_method`` is how it arrived, as events report it: ``rest`` (the API) or ``esmtp`` (the SMTP relay)."""
+``recv_method`` is how it arrived, as events report it: ``rest`` (the API) or ``esmtp`` (the SMTP relay).
+A ``sandbox`` message was sent with a sandbox key: it is delivered into the local inbox, never to an MX."""
 
 recipients = Table(
     "recipients",

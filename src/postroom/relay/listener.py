@@ -256,6 +256,7 @@ class SubmissionHandler:
                 mail_hostname=self._settings.mail_hostname,
                 recv_method="esmtp",
                 undisclosed_to=True,
+                sandbox=key.sandbox,
             )
         except PostroomError as error:
             if not isinstance(error, ValidationFailed):

@@ -1,6 +1,6 @@
 """Periodic upkeep run by the worker: drop finished IP blocks, failure records and sign-in attempts past their
-retention, queue webhook events whose batch-forming work item was missed, and restart any domain's lost chain of
-periodic DNS checks."""
+retention, queue webhook events whose batch-forming work item was missed, restart any domain's lost chain of
+periodic DNS checks, and keep the local inbox within its configured age and count."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from postroom.dashboard import accounts as dashboard_accounts
 from postroom.db.engine import Database
 from postroom.domains import service as domains_service
 from postroom.emails import service as emails_service
+from postroom.inbox import service as inbox_service
 from postroom.webhooks import service as webhooks_service
 
 FAILURE_RETENTION = timedelta(days=90)
@@ -32,6 +33,7 @@ def prune(conn: Connection, settings: Settings | None = None) -> None:
     dashboard_accounts.forget_old_attempts(conn, now=now)
     if settings is not None:
         domains_service.ensure_rechecks(conn, settings=settings, now=now)
+        inbox_service.prune(conn, settings=settings, now=now)
 
 
 async def run_maintenance(db: Database, settings: Settings | None = None, *, interval_seconds: float = 300) -> None:

@@ -16,7 +16,7 @@ from litestar.static_files import create_static_files_router
 
 from postroom.core.routes import assign_route_table
 from postroom.dashboard.policy import PAGE_ACCESS, Stage
-from postroom.dashboard.routes import account, content, domains, emails, keys, overview, signin, team
+from postroom.dashboard.routes import account, content, domains, emails, inbox, keys, overview, signin, team
 from postroom.dashboard.web import EXCEPTION_HANDLERS, STATIC_DIR, dashboard_guard
 
 HANDLERS: list[HTTPRouteHandler] = [
@@ -26,6 +26,7 @@ HANDLERS: list[HTTPRouteHandler] = [
     *keys.HANDLERS,
     *team.HANDLERS,
     *emails.HANDLERS,
+    *inbox.HANDLERS,
     *domains.HANDLERS,
     *content.HANDLERS,
 ]

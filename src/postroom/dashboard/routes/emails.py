@@ -15,6 +15,7 @@ from postroom.dashboard.routes.common import db_of
 from postroom.dashboard.web import render, signed_in
 from postroom.emails import service as emails_service
 from postroom.emails.queries import EventQuery
+from postroom.inbox import service as inbox_service
 
 PAGE_SIZE = 50
 DAY_CHOICES = (1, 7, 30, 90)
@@ -63,7 +64,9 @@ async def email_detail(request: Request[Any, Any, Any], request_id: FromPath[str
 
     def load(conn: Any) -> dict[str, Any]:
         message = emails_service.get_message(conn, team_id=session.team_id, request_id=request_id)
+        captures, _ = inbox_service.list_captures(conn, team_id=session.team_id, message_id=message.id)
         return {
+            "captures": {capture.rcpt_to: capture.id for capture in captures},
             "message": message,
             "recipients": emails_service.message_recipients(conn, message_id=message.id),
             "events": emails_service.message_events(

@@ -58,7 +58,7 @@ async def _list_page(
         keys=keys,
         now=now,
         errors=errors or {},
-        values=values or {"name": "", "permission": "sending", "allowed_ips": ""},
+        values=values or {"name": "", "permission": "sending", "allowed_ips": "", "kind": "live"},
         Permission=Permission,
     )
 
@@ -84,6 +84,11 @@ async def create_key(request: Request[Any, Any, Any]) -> Response[Any]:
     session = signed_in(request)
     form = await form_data(request)
     values = {k: form.get(k, "") for k in ("name", "permission", "allowed_ips")}
+    values["kind"] = form.get("kind") or "live"
+    if values["kind"] not in ("live", "sandbox"):
+        return await _list_page(
+            request, status=422, errors={"kind": ["The kind must be live or sandbox."]}, values=values
+        )
     if values["permission"] == Permission.FULL.value:
         await require_fresh(request, form, why="Creating a Full Access key")
     who = actor(request)
@@ -100,6 +105,7 @@ async def create_key(request: Request[Any, Any, Any]) -> Response[Any]:
             created_by=session.email,
             actor=who,
             now=now,
+            sandbox=values["kind"] == "sandbox",
         )
         return created
 
