@@ -47,4 +47,6 @@ fi
 .venv/bin/mypy bench  # the benchmarks import each other through their folder, so they are checked on their own
 .venv/bin/mypy tests
 .venv/bin/python bench/auth_overhead.py --requests 2000
-.venv/bin/pytest -q "$@"
+# Two workers (pytest-xdist): most tests wait on live servers, so two share the two cores well. Each worker starts
+# its own servers and databases; POSTROOM_TEST_WORKERS=0 runs everything in one process.
+.venv/bin/pytest -q -n "${POSTROOM_TEST_WORKERS:-2}" "$@"

@@ -22,7 +22,11 @@ _BUMP = Prepared(
     .where(work_items.c.ref == bindparam("item_ref"), work_items.c.status == "queued")
     .values(attempts=work_items.c.attempts + 1, run_at=bindparam("new_run_at"))
 )
-_DEFAULT_PROJECTS = Prepared(select(projects.c.id, projects.c.is_default).where(projects.c.is_default.is_(True)))
+_DEFAULT_PROJECTS = Prepared(
+    select(projects.c.id, projects.c.is_default).where(
+        projects.c.is_default.is_(True), projects.c.team_id == bindparam("team_id")
+    )
+)
 
 
 def _item(ref: str) -> dict[str, object]:
@@ -56,9 +60,9 @@ def test_insert_returning_select_and_update_match_sqlalchemy(backend: Backend) -
 
 def test_results_answer_like_sqlalchemy_results(backend: Backend) -> None:
     def work(conn: Connection) -> tuple[Any, ...]:
-        result = _DEFAULT_PROJECTS.execute(conn)
-        rows = result.fetchall()
-        return rows, _DEFAULT_PROJECTS.execute(conn).scalar(), _BY_REF.execute(conn, {"ref": "none such"}).first()
+        team = {"team_id": backend.team_id}
+        rows = _DEFAULT_PROJECTS.execute(conn, team).fetchall()
+        return rows, _DEFAULT_PROJECTS.execute(conn, team).scalar(), _BY_REF.execute(conn, {"ref": "none such"}).first()
 
     rows, first_id, nothing = backend.read(work)
     assert len(rows) == 1 and rows[0].is_default is True and first_id == rows[0].id
