@@ -215,6 +215,13 @@ def test_sandbox_sends_neither_consult_nor_add_suppressions(
         ("DELETE", "/webhooks/wh_x", None),
         ("DELETE", "/suppressions/gone@example.test", None),
         ("DELETE", "/emails/scheduled/sch_x", None),
+        ("POST", "/audience/lists", {"name": "Newsletter"}),
+        ("POST", "/audience/contacts", {"email": "someone@example.test"}),
+        ("POST", "/audience/contacts/bulk", {"contacts": [{"email": "someone@example.test"}]}),
+        ("DELETE", "/audience/contacts/ct_x", None),
+        ("POST", "/audience/topics", {"name": "News"}),
+        ("POST", "/audience/properties", {"name": "plan", "type": "string"}),
+        ("POST", "/audience/segments", {"name": "s", "conditions": []}),
     ],
 )
 def test_a_sandbox_key_is_refused_every_change_with_403(
@@ -233,6 +240,10 @@ def test_the_sdk_sees_the_sandbox_refusal_as_forbidden_and_reads_still_work(
     with pytest.raises(ForbiddenError) as refused:
         client.domains.create("another.test")
     assert refused.value.error_code == "sandbox_key_not_allowed"
+    with pytest.raises(ForbiddenError) as refused:
+        client.audience.lists.create(name="Newsletter")
+    assert refused.value.error_code == "sandbox_key_not_allowed"
+    assert client.audience.lists.list().total == 0
     assert DOMAIN in [d.domain for d in client.domains.list()]
     assert client.auth_check().team_id > 0
 
