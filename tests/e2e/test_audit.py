@@ -14,6 +14,7 @@ import httpx
 from lettr import Lettr
 from sqlalchemy import Connection, insert, text, update
 
+from postroom.audit.service import Actor
 from postroom.core.clock import utcnow
 from postroom.models import audit_log, webhook_batches
 from tests.conftest import Backend, Server, bearer, run_cli
@@ -89,8 +90,9 @@ def test_cli_changes_are_audited_as_the_operator_without_secrets(backend: Backen
     )
     assert run_cli(backend, "suppressions", "remove", bounced).returncode == 0
 
-    entries = audit_list(backend, "--actor", "cli:", "--since", "10m")
-    assert all(e["actor"].startswith("cli:") and "@" in e["actor"] for e in entries), [e["actor"] for e in entries]
+    operator = Actor.operator().name  # what the CLI records: cli:<user>@<host>
+    assert operator.startswith("cli:") and "@" in operator
+    entries = [e for e in audit_list(backend, "--actor", operator, "--since", "10m") if e["actor"] == operator]
     mine = [e for e in entries if e["target"] in (f"api_key:{key_id}", f"api_key:{successor['id']}")]
     actions = [e["action"] for e in mine]
     assert actions == ["api_key.created", "api_key.updated", "api_key.rotated", "api_key.revoked"]

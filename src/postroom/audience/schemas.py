@@ -13,6 +13,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from postroom.core.openapi import Pagination, Timestamp
+from postroom.emails.validation import decode_body
 from postroom.errors import ValidationFailed
 
 T = TypeVar("T")
@@ -366,16 +367,14 @@ def _nul_path(value: Any, path: str = "") -> str | None:
 
 
 def decode(raw: bytes, into: type[S]) -> S:
-    """``raw`` (an empty body is ``{}``) decoded into ``into``; a 422 naming the field otherwise."""
-    if b"\\u0000" in raw:
-        try:
-            path = _nul_path(msgspec.json.decode(raw))
-        except msgspec.DecodeError:
-            path = None
-        if path is not None:
-            raise ValidationFailed({path or "body": ["Must not contain NUL characters."]})
+    """``raw`` (an empty body is ``{}``) decoded into ``into``; a 422 naming the field otherwise. The body passes
+    the checks every JSON route shares first (a JSON object, UTF-8, not nested too deep)."""
+    body = decode_body(raw)
+    path = _nul_path(body)
+    if path is not None:
+        raise ValidationFailed({path or "body": ["Must not contain NUL characters."]})
     try:
-        return msgspec.json.decode(raw if raw.strip() else b"{}", type=into)
+        return msgspec.convert(body, type=into)
     except msgspec.ValidationError as error:
         match = _AT.match(str(error))
         assert match is not None  # the pattern matches every string
