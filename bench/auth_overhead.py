@@ -34,6 +34,7 @@ from postroom.audit.service import Actor
 from postroom.config import Settings, load_settings
 from postroom.core.clock import utcnow
 from postroom.db.engine import open_database
+from postroom.system import defaults
 from postroom.teams import service as teams_service
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,7 +49,7 @@ async def measure(settings: Settings, label: str, requests: int) -> None:
     """The guard's cost on the database of ``settings``, with the rate-limit store a server there would use."""
     db = open_database(settings)
     now = utcnow()
-    await db.migrate(lambda conn: None if teams_service.ensure_default_team(conn, now=now) else None)
+    await db.migrate(lambda conn: None if defaults.ensure_default_team(conn, now=now) else None)
     team_id = await db.read(lambda conn: teams_service.resolve_team(conn, team_id=None))
     created = await db.write(
         lambda conn: keys_service.create_key(

@@ -349,20 +349,21 @@ class Queued:
 async def queue_messages(env: dict[str, str], count: int) -> Queued:
     from postroom.audit.service import Actor
     from postroom.config import load_settings
+    from postroom.core import dkim
     from postroom.core.clock import utcnow
     from postroom.db.engine import open_database
-    from postroom.delivery import dkim
     from postroom.delivery.render import render
     from postroom.domains import service as domains_service
     from postroom.emails import queries as email_queries
     from postroom.emails import service as emails_service
-    from postroom.emails.validation import SendRequest, parse_send_request
+    from postroom.messages.request import SendRequest, parse_send_request
+    from postroom.system import defaults
     from postroom.teams import service as teams_service
 
     settings = load_settings(env)
     db = open_database(settings)
     try:
-        await db.migrate(lambda conn: None if teams_service.ensure_default_team(conn, now=utcnow()) else None)
+        await db.migrate(lambda conn: None if defaults.ensure_default_team(conn, now=utcnow()) else None)
         team_id = await db.read(lambda conn: teams_service.resolve_team(conn, team_id=None))
         domain = await db.write(
             lambda conn: domains_service.add_domain(

@@ -50,8 +50,9 @@ from postroom.core.clock import utcnow
 from postroom.db.engine import Database, open_database
 from postroom.domains import service as domains_service
 from postroom.emails import service as emails_service
-from postroom.emails.validation import SendRequest
+from postroom.messages.request import SendRequest
 from postroom.models import email_events, recipients
+from postroom.system import defaults
 from postroom.teams import service as teams_service
 from postroom.tracking import rewriting
 
@@ -94,7 +95,7 @@ async def rate(app: Any, path: str, seconds: float, concurrency: int) -> tuple[f
 async def _message(db: Database, settings: Settings) -> int:
     """A team, an approved domain, and one accepted message; its recipient's id."""
     now = utcnow()
-    await db.migrate(lambda conn: None if teams_service.ensure_default_team(conn, now=now) else None)
+    await db.migrate(lambda conn: None if defaults.ensure_default_team(conn, now=now) else None)
     team_id = await db.read(lambda conn: teams_service.resolve_team(conn, team_id=None))
 
     def accept(conn: Any) -> str:

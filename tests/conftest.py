@@ -34,6 +34,7 @@ from postroom.core.clock import utcnow
 from postroom.db.engine import Database, open_database
 from postroom.domains.service import SendingDomain
 from postroom.models import auth_blocks, auth_failures
+from postroom.system import defaults
 from postroom.teams import service as teams_service
 from tests.support.dns_server import DnsServer
 from tests.support.smtp_sink import SmtpSink
@@ -135,7 +136,7 @@ class Backend:
 
 
 def _ensure_default(conn: Connection) -> None:
-    teams_service.ensure_default_team(conn, now=utcnow())
+    defaults.ensure_default_team(conn, now=utcnow())
 
 
 @pytest.fixture(scope="session")

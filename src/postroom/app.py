@@ -27,9 +27,9 @@ from litestar.routes import HTTPRoute
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from postroom import __version__
+from postroom.apikeys.guard import Authenticator, api_key_guard
 from postroom.apikeys.service import ApiKeyRecord
 from postroom.audience import api as audience_api
-from postroom.auth.guard import Authenticator, api_key_guard
 from postroom.auth.ratelimit import RateLimiter, add_rate_limit_headers
 from postroom.auth.scopes import PUBLIC, ROUTE_SCOPES
 from postroom.config import Settings

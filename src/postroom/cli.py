@@ -30,6 +30,7 @@ from postroom.core.clock import iso_resource, utcnow
 from postroom.core.ids import MAX_ROW_ID
 from postroom.db.engine import Database, open_database
 from postroom.errors import NotFound, PostroomError, ValidationFailed
+from postroom.system import defaults
 from postroom.teams import service as teams_service
 
 
@@ -120,7 +121,7 @@ def _migrate_schema(settings: Settings) -> None:
 
 
 def _ensure_defaults(conn: Connection, now: Any) -> None:
-    teams_service.ensure_default_team(conn, now=now)
+    defaults.ensure_default_team(conn, now=now)
 
 
 # -- keys ---------------------------------------------------------------------------------------------------
@@ -352,7 +353,7 @@ async def _suppressions(db: Database, args: argparse.Namespace) -> None:
 async def _send_test(db: Database, args: argparse.Namespace, settings: Settings) -> None:
     """Queue one plain-text message through the same path as POST /api/emails (the worker delivers it)."""
     from postroom.emails import service as emails_service
-    from postroom.emails.validation import parse_send_request
+    from postroom.messages.request import parse_send_request
 
     request = parse_send_request(
         {

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, select
 
 from postroom.core.clock import utcnow
 from postroom.emails import service as emails_service
-from postroom.emails.validation import parse_send_request
+from postroom.messages.request import parse_send_request
 from postroom.models import messages, recipients
 from tests.conftest import Backend, Server, bearer, http_from
 from tests.support.smtp_sink import SmtpSink

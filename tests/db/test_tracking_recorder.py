@@ -11,7 +11,7 @@ from sqlalchemy import Connection, func, select
 from postroom.core.clock import utcnow
 from postroom.domains.service import SendingDomain
 from postroom.emails import service as emails_service
-from postroom.emails.validation import SendRequest
+from postroom.messages.request import SendRequest
 from postroom.models import email_events, recipients
 from postroom.tracking import service
 from postroom.tracking.recorder import EventRecorder

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, func, select
 
 from postroom.core.clock import utcnow
 from postroom.emails import service as emails_service
-from postroom.emails.validation import parse_send_request
+from postroom.messages.request import parse_send_request
 from postroom.models import recipients, work_items
 from tests.conftest import Backend, LoopThread, _make_backend
 from tests.support.smtp_sink import SmtpSink

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from postroom.delivery.dkim import DEFAULT_SIGNED_HEADERS, DkimKey, generate_rsa_key, load_private_key, sign
+from postroom.core.dkim import DEFAULT_SIGNED_HEADERS, DkimKey, generate_rsa_key, load_private_key, sign
 
 DOMAIN = "example.com"
 SELECTOR = "pr202611"

@@ -11,13 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postroom.templates.mergetags import (
-    Limits,
-    RenderLimitExceeded,
-    TemplateSyntaxError,
-    compile_template,
-    render,
-)
+from postroom.templates.mergetags import Limits, RenderLimitExceeded, TemplateSyntaxError, compile_template, render
 
 NAMES = ["a", "b", "c", "items", "user", "n", "s"]
 

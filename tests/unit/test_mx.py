@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import dns.asyncresolver
 import pytest
 
-from postroom.delivery.mx import MxHost, MxLookupError, make_resolver, resolve_addresses, resolve_mx
+from postroom.core.resolver import make_resolver
+from postroom.delivery.mx import MxHost, MxLookupError, resolve_addresses, resolve_mx
 from tests.support.dns_server import TIMEOUT, DnsServer
 
 DKIM_2048 = "v=DKIM1; k=rsa; p=" + "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA" + "x" * 330 + "IDAQAB"

@@ -8,13 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postroom.core.netaddr import (
-    AllowlistError,
-    format_allowlist,
-    ip_allowed,
-    parse_allowlist,
-    parse_ip,
-)
+from postroom.core.netaddr import AllowlistError, format_allowlist, ip_allowed, parse_allowlist, parse_ip
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 
 from postroom.delivery.render import render
-from postroom.emails.validation import Attachment, SendRequest
+from postroom.messages.request import Attachment, SendRequest
 
 LONG_NAME = "Übersicht der Bestellungen für das Geschäftsjahr — " * 4 + "注文.pdf"  # 210 characters
 CREATED = datetime(2026, 11, 23, 9, 30, 15, tzinfo=UTC)

@@ -7,8 +7,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from postroom.emails.validation import parse_send_request
 from postroom.errors import IpNotAllowed, TooManyAuthFailures, UnconfiguredDomain, ValidationFailed
+from postroom.messages.request import parse_send_request
 from postroom.relay.listener import smtp_reply
 from postroom.relay.message import read_submission
 

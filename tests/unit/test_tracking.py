@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from postroom.core.clock import utcnow
 from postroom.delivery.render import inline_styles
-from postroom.emails.validation import SendRequest
+from postroom.messages.request import SendRequest
 from postroom.tracking import rewriting, tokens
 from postroom.tracking.service import Client, MachineReason, machine_reason
 

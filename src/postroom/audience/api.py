@@ -13,6 +13,7 @@ from litestar import Request, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 
+from postroom.apikeys.guard import CallerKey, caller_actor
 from postroom.apikeys.service import ApiKeyRecord
 from postroom.audience import service
 from postroom.audience.schemas import (
@@ -52,7 +53,6 @@ from postroom.audience.schemas import (
     decode,
 )
 from postroom.audit.service import Actor
-from postroom.auth.guard import CallerKey, caller_actor
 from postroom.config import Settings
 from postroom.core.clock import utcnow
 from postroom.core.openapi import documented, request_body

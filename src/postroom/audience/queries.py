@@ -33,7 +33,6 @@ from postroom.models import (
     contact_topics,
     contacts,
     segments,
-    suppressions,
     topics,
 )
 
@@ -170,27 +169,6 @@ def update_contacts(conn: Connection, team_id: int, rows: Sequence[Mapping[str, 
 def delete_contact(conn: Connection, team_id: int, contact_id: str) -> int:
     result = conn.execute(delete(contacts).where(contacts.c.team_id == team_id, contacts.c.id == contact_id))
     return int(result.rowcount)
-
-
-def set_status_for_email(conn: Connection, team_id: int, email: str, status: str, now: datetime) -> None:
-    conn.execute(
-        update(contacts)
-        .where(contacts.c.team_id == team_id, contacts.c.email == email, contacts.c.status != status)
-        .values(status=status, updated_at=now)
-    )
-
-
-def restore_status_for_email(conn: Connection, team_id: int, email: str, now: datetime) -> None:
-    """A contact whose address left the suppression list is subscribed again (if it was bounced or complained)."""
-    conn.execute(
-        update(contacts)
-        .where(
-            contacts.c.team_id == team_id,
-            contacts.c.email == email,
-            contacts.c.status.in_(("bounced", "complained")),
-        )
-        .values(status="subscribed", updated_at=now)
-    )
 
 
 def contacts_query(
@@ -448,14 +426,3 @@ def mark_counts_stale(conn: Connection, team_id: int) -> None:
         .where(segments.c.team_id == team_id, segments.c.count_stale == false())
         .values(count_stale=True)
     )
-
-
-def suppression_reasons(conn: Connection, team_id: int, emails: Sequence[str]) -> dict[str, str]:
-    """The suppression reason of each address among ``emails`` (lower-case) that the team suppresses."""
-    found: dict[str, str] = {}
-    for chunk in chunks(list(emails)):
-        query = select(suppressions.c.email, suppressions.c.reason).where(
-            suppressions.c.team_id == team_id, suppressions.c.email.in_(chunk)
-        )
-        found.update((row.email, row.reason) for row in conn.execute(query))
-    return found

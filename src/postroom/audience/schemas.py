@@ -12,8 +12,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from postroom.core.jsonbody import decode_body
 from postroom.core.openapi import Pagination, Timestamp
-from postroom.emails.validation import decode_body
 from postroom.errors import ValidationFailed
 
 T = TypeVar("T")

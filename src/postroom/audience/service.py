@@ -23,7 +23,6 @@ from sqlalchemy.exc import IntegrityError
 
 from postroom.audience import queries, segments
 from postroom.audience import schemas as wire
-from postroom.audience.suppression import status_for_suppressed
 from postroom.audience.values import InvalidValue, property_value
 from postroom.audit import service as audit
 from postroom.audit.service import Actor
@@ -33,7 +32,7 @@ from postroom.core.ids import new_id
 from postroom.core.openapi import Pagination
 from postroom.core.pagination import PageRequest, pagination_body
 from postroom.emails import service as emails_service
-from postroom.emails.validation import parse_send_request
+from postroom.emails.contact_status import status_for_suppressed
 from postroom.errors import (
     ContactNotFound,
     ContactOrListNotFound,
@@ -47,6 +46,7 @@ from postroom.errors import (
     TransmissionFailed,
     ValidationFailed,
 )
+from postroom.messages.request import parse_send_request
 
 _EMAIL = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"

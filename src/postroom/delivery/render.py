@@ -27,7 +27,7 @@ from email.utils import encode_rfc2231, format_datetime, formataddr
 import css_inline
 
 from postroom.core.headers import FOLD_WIDTH, fold
-from postroom.emails.validation import SendRequest
+from postroom.messages.request import SendRequest
 
 log = logging.getLogger("postroom.delivery")
 

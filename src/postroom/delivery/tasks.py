@@ -21,12 +21,13 @@ import dns.asyncresolver
 from sqlalchemy import Connection
 
 from postroom.config import Settings
+from postroom.core import dkim
 from postroom.core.clock import utcnow
+from postroom.core.resolver import make_resolver
 from postroom.db.engine import Database
-from postroom.delivery import dkim, retry
+from postroom.delivery import retry
 from postroom.delivery.classify import Outcome, OutcomeKind
 from postroom.delivery.destinations import DestinationBusy, Destinations
-from postroom.delivery.mx import make_resolver
 from postroom.delivery.render import inline_styles, render
 from postroom.delivery.return_path import envelope_sender
 from postroom.delivery.smtp_session import ConnectionPool, Route, SessionResult, deliver
@@ -35,10 +36,10 @@ from postroom.domains import service as domains_service
 from postroom.emails import queries as email_queries
 from postroom.emails import service as emails_service
 from postroom.emails.service import EventType
-from postroom.emails.validation import SendRequest
 from postroom.errors import PostroomError
 from postroom.inbox import service as inbox_service
 from postroom.jobs.base import Handler, WorkItem, WorkKind, WorkResult
+from postroom.messages.request import SendRequest
 from postroom.templates import rendering
 from postroom.tracking import rewriting
 from postroom.webhooks import service as webhooks_service

@@ -13,13 +13,13 @@ from litestar import Request, Response, delete, get, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath
 
-from postroom.auth.guard import CallerKey, caller_actor
+from postroom.apikeys.guard import CallerKey, caller_actor
 from postroom.core.clock import utcnow
 from postroom.core.envelope import envelope
+from postroom.core.jsonbody import decode_body
 from postroom.core.openapi import documented, envelope_of, request_body
 from postroom.domains import schemas, service
 from postroom.domains.tasks import DomainChecks
-from postroom.emails.validation import decode_body
 from postroom.errors import ValidationFailed
 
 

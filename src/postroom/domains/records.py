@@ -31,7 +31,7 @@ from postroom.config import Settings
 CheckStatus = Literal["valid", "invalid", "missing", "error"]
 
 DKIM_SIGNED_HEADERS = "from:to:subject:date"
-"""What the DKIM API object reports as ``headers`` (we sign these and more when present; see delivery/dkim.py)."""
+"""What the DKIM API object reports as ``headers`` (we sign these and more when present; see core/dkim.py)."""
 
 
 @cache

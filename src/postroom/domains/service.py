@@ -30,9 +30,9 @@ from postroom.audit.service import Actor
 from postroom.config import Settings
 from postroom.core.clock import iso_resource
 from postroom.core.crypto import SecretBox
+from postroom.core.dkim import DkimKey, generate_rsa_key
 from postroom.core.ids import new_id
 from postroom.db.engine import serialise_on
-from postroom.delivery.dkim import DkimKey, generate_rsa_key
 from postroom.domains import queries, records
 from postroom.domains.records import CheckStatus, SpfPolicy
 from postroom.domains.verification import Verification

@@ -11,8 +11,8 @@ from sqlalchemy import Connection
 from postroom.audit.service import Actor
 from postroom.config import Settings
 from postroom.core.clock import utcnow
+from postroom.core.resolver import make_resolver
 from postroom.db.engine import Database
-from postroom.delivery.mx import make_resolver
 from postroom.domains import records, service
 from postroom.domains.records import SpfPolicy
 from postroom.domains.service import SendingDomain

@@ -9,9 +9,10 @@ from litestar import Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 
-from postroom.auth.guard import CallerKey, caller_actor
+from postroom.apikeys.guard import CallerKey, caller_actor
 from postroom.core.clock import iso_resource, utcnow
 from postroom.core.envelope import envelope
+from postroom.core.jsonbody import decode_body
 from postroom.core.openapi import documented, envelope_of, request_body
 from postroom.core.pagination import pagination_body, parse_page_params
 from postroom.emails import idempotency, schemas, submission
@@ -22,14 +23,14 @@ from postroom.emails.schemas import (
     cursor_page_body,
     decode_cursor,
     encode_cursor,
-    event_body,
     parse_date,
     scheduled_body,
     sent_email_body,
     transmission_state,
 )
-from postroom.emails.validation import decode_body, parse_schedule_request
 from postroom.errors import NotFound, ValidationFailed
+from postroom.messages.events import event_body
+from postroom.messages.request import parse_schedule_request
 
 
 @post(

@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import FromClause
 
 from postroom.db.direct import Prepared
+from postroom.messages.events import message_columns
 from postroom.models import (
     api_keys,
     email_events,
@@ -218,7 +219,7 @@ def events_page(conn: Connection, team_id: int, query: EventQuery) -> tuple[Sequ
     if query.before_id is not None:
         conditions.append(email_events.c.id < query.before_id)
     rows = conn.execute(
-        select(email_events, messages.c.request_id, messages.c.content, *_message_columns())
+        select(email_events, messages.c.request_id, messages.c.content, *message_columns())
         .select_from(email_events.join(messages, messages.c.id == email_events.c.message_id))
         .where(*conditions)
         .order_by(email_events.c.id.desc())
@@ -231,7 +232,7 @@ def events_of_message(
     conn: Connection, team_id: int, message_id: str, since: datetime, until: datetime
 ) -> Sequence[Row[Any]]:
     return conn.execute(
-        select(email_events, messages.c.request_id, messages.c.content, *_message_columns())
+        select(email_events, messages.c.request_id, messages.c.content, *message_columns())
         .select_from(email_events.join(messages, messages.c.id == email_events.c.message_id))
         .where(
             email_events.c.team_id == team_id,
@@ -241,36 +242,6 @@ def events_of_message(
         )
         .order_by(email_events.c.id.desc())
     ).fetchall()
-
-
-def events_by_event_ids(conn: Connection, team_id: int, event_ids: Sequence[str]) -> Sequence[Row[Any]]:
-    """The named events with their messages, oldest first (the webhook batch builder's read)."""
-    if not event_ids:
-        return []
-    return conn.execute(
-        select(email_events, messages.c.request_id, messages.c.content, *_message_columns())
-        .select_from(email_events.join(messages, messages.c.id == email_events.c.message_id))
-        .where(email_events.c.team_id == team_id, email_events.c.event_id.in_(list(event_ids)))
-        .order_by(email_events.c.id)
-    ).fetchall()
-
-
-def _message_columns() -> list[Any]:
-    return [
-        messages.c.from_email.label("m_from_email"),
-        messages.c.from_name.label("m_from_name"),
-        messages.c.sending_domain.label("m_sending_domain"),
-        messages.c.subject.label("m_subject"),
-        messages.c.message_id_header.label("m_message_id_header"),
-        messages.c.tag.label("m_tag"),
-        messages.c.metadata.label("m_metadata"),
-        messages.c.transactional.label("m_transactional"),
-        messages.c.msg_size.label("m_msg_size"),
-        messages.c.created_at.label("m_created_at"),
-        messages.c.recv_method.label("m_recv_method"),
-        messages.c.open_tracking.label("m_open_tracking"),
-        messages.c.click_tracking.label("m_click_tracking"),
-    ]
 
 
 # -- idempotency ----------------------------------------------------------------------------------------------

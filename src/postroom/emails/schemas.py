@@ -16,55 +16,9 @@ from postroom.core.clock import iso_event, iso_resource
 from postroom.core.headers import SAFE_CHARACTER
 from postroom.core.openapi import Pagination, RowId, Timestamp
 from postroom.errors import ValidationFailed
+from postroom.messages.events import event_body
 
 DEFAULT_WINDOW = timedelta(days=10)
-
-
-def event_body(row: Row[Any]) -> dict[str, Any]:
-    """One EmailEvent: the fields every event has, then the type's own fields."""
-    m = row._mapping
-    details: dict[str, Any] = msgspec.json.decode(m["details"]) if m["details"] else {}
-    rcpt_to = m["rcpt_to"]
-    recipient_domain = rcpt_to.rsplit("@", 1)[1].lower()
-    tag = m["m_tag"]
-    body: dict[str, Any] = {
-        "event_id": m["event_id"],
-        "type": m["type"],
-        "timestamp": iso_event(m["occurred_at"]),
-        "request_id": m["request_id"],
-        "message_id": m["m_message_id_header"].strip("<>"),
-        "rcpt_to": rcpt_to.lower(),
-        "raw_rcpt_to": rcpt_to,
-        "recipient_domain": recipient_domain,
-        "mailbox_provider": None,
-        "mailbox_provider_region": None,
-        "subject": m["m_subject"],
-        "friendly_from": m["m_from_email"],
-        "sending_domain": m["m_sending_domain"],
-        "sending_ip": None,
-        "click_tracking": bool(m["m_click_tracking"]),
-        "open_tracking": bool(m["m_open_tracking"]),
-        "transactional": bool(m["m_transactional"]),
-        "msg_size": m["m_msg_size"],
-        "injection_time": iso_event(m["m_created_at"]),
-        "rcpt_meta": msgspec.json.decode(m["m_metadata"]) if m["m_metadata"] else None,
-        "campaign_id": None,
-        "template_id": None,
-        "template_version": None,
-        "ip_pool": None,
-        "msg_from": m["m_from_email"],
-        "rcpt_type": details.pop("rcpt_type", "to"),
-        "rcpt_tags": [tag] if tag else [],
-        "amp_enabled": False,
-        "delv_method": "esmtp",
-        "recv_method": m["m_recv_method"],
-        "routing_domain": recipient_domain,
-        "scheduled_time": None,
-    }
-    if m["bounce_class"] is not None:
-        body["bounce_class"] = m["bounce_class"]
-    body.update(details)
-    return body
 
 
 def sent_email_body(row: Row[Any]) -> dict[str, Any]:

@@ -19,20 +19,14 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection, Row
 
-from postroom.audience import suppression as contact_status
 from postroom.audit.service import Actor
 from postroom.core.ids import new_id
 from postroom.domains import service as domains_service
-from postroom.emails import queries
+from postroom.emails import contact_status, queries
 from postroom.emails.queries import EventQuery
-from postroom.emails.validation import SendRequest
-from postroom.errors import (
-    EmailNotFound,
-    ScheduleCancellationFailed,
-    ScheduledEmailNotFound,
-    UnconfiguredDomain,
-)
+from postroom.errors import EmailNotFound, ScheduleCancellationFailed, ScheduledEmailNotFound, UnconfiguredDomain
 from postroom.jobs.base import WorkKind, enqueue
+from postroom.messages.request import SendRequest
 from postroom.teams import service as teams_service
 from postroom.templates import service as templates_service
 from postroom.webhooks import service as webhooks_service
@@ -381,11 +375,6 @@ def message_events(
 def list_events(conn: Connection, *, team_id: int, query: EventQuery) -> tuple[Sequence[Row[Any]], int]:
     """One page of the team's events, newest first, and how many match in all."""
     return queries.events_page(conn, team_id, query)
-
-
-def events_by_ids(conn: Connection, *, team_id: int, event_ids: Sequence[str]) -> Sequence[Row[Any]]:
-    """The named events with their messages, oldest first, shaped for ``schemas.event_body``."""
-    return queries.events_by_event_ids(conn, team_id, event_ids)
 
 
 # -- suppressions ---------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from postroom.core.envelope import envelope
 from postroom.db.engine import Database
 from postroom.emails import idempotency
 from postroom.emails import service as emails_service
-from postroom.emails.validation import parse_send_request
 from postroom.errors import PostroomError
+from postroom.messages.request import parse_send_request
 
 SEND_MESSAGE = "Email queued for delivery."
 

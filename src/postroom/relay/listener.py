@@ -35,9 +35,9 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
+from postroom.apikeys.guard import Attempt, Authenticator
 from postroom.apikeys.service import ApiKeyRecord
 from postroom.auth.client_ip import client_ip
-from postroom.auth.guard import Attempt, Authenticator
 from postroom.auth.ratelimit import RateLimiter
 from postroom.auth.scopes import Scope
 from postroom.config import Settings
@@ -47,8 +47,8 @@ from postroom.db.errors import database_unavailable
 from postroom.delivery.return_path import VERP_PREFIX, parse_envelope_recipient
 from postroom.emails import idempotency
 from postroom.emails.submission import submit_send
-from postroom.emails.validation import MAX_RECIPIENTS, is_valid_address
 from postroom.errors import DatabaseUnavailable, PostroomError, RateLimitExceeded, ValidationFailed
+from postroom.messages.request import MAX_RECIPIENTS, is_valid_address
 from postroom.relay.bounces import record_report
 from postroom.relay.message import read_submission
 from postroom.relay.reports import parse_report

@@ -33,8 +33,8 @@ from email.utils import encode_rfc2231
 from typing import Any
 
 from postroom.emails.idempotency import HEADER as IDEMPOTENCY_HEADER
-from postroom.emails.validation import MIME_ATTRIBUTE, MIME_QUOTABLE
 from postroom.errors import ValidationFailed
+from postroom.messages.request import MIME_ATTRIBUTE, MIME_QUOTABLE
 
 _DROPPED_HEADERS = frozenset(
     {

@@ -10,7 +10,7 @@ from litestar import Response, get
 from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 
-from postroom.auth.guard import CallerKey
+from postroom.apikeys.guard import CallerKey
 from postroom.core.clock import iso_event, utcnow
 from postroom.core.envelope import envelope
 from postroom.core.openapi import ErrorBody, documented, envelope_of

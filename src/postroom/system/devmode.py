@@ -25,7 +25,7 @@ from postroom.config import Settings
 from postroom.core.clock import utcnow
 from postroom.db.engine import Database
 from postroom.domains import service as domains_service
-from postroom.teams import service as teams_service
+from postroom.system import defaults
 
 DEV_DOMAIN = "example.test"
 DEV_KEY_NAME = "Development sandbox (postroom serve --dev)"
@@ -60,7 +60,7 @@ async def prepare(db: Database, settings: Settings) -> DevSetup:
     now = utcnow()
 
     def work(conn: Connection) -> tuple[str, bool]:
-        team_id = teams_service.ensure_default_team(conn, now=now)
+        team_id = defaults.ensure_default_team(conn, now=now)
         if domains_service.find_domain(conn, team_id=team_id, name=DEV_DOMAIN) is None:
             domains_service.add_domain(
                 conn, team_id=team_id, name=DEV_DOMAIN, approve=True, actor=Actor(ACTOR), now=now, settings=settings

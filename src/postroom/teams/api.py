@@ -8,7 +8,7 @@ from litestar import get
 from litestar.datastructures import State
 from litestar.params import FromQuery
 
-from postroom.auth.guard import CallerKey
+from postroom.apikeys.guard import CallerKey
 from postroom.core.envelope import envelope
 from postroom.core.openapi import documented, envelope_of
 from postroom.core.pagination import pagination_body, parse_page_params

@@ -26,19 +26,6 @@ class Project:
     updated_at: datetime
 
 
-def ensure_default_team(conn: Connection, *, now: datetime) -> int:
-    """Create the default team and project on an empty installation; return the default team's id."""
-    team_id = queries.first_team_id(conn)
-    if team_id is None:
-        team_id = queries.insert_team(conn, DEFAULT_TEAM_NAME, now)
-        project_id = queries.insert_project(conn, team_id, DEFAULT_PROJECT_NAME, is_default=True, now=now)
-        # Imported here: the templates package builds on this one (it resolves projects through it).
-        from postroom.templates import service as templates_service
-
-        templates_service.create_default_folders(conn, team_id=team_id, project_id=project_id, now=now)
-    return team_id
-
-
 def resolve_team(conn: Connection, *, team_id: int | None) -> int:
     """The team an operator command acts on: the one named, or the default team."""
     if team_id is None:

@@ -12,12 +12,12 @@ from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery
 
-from postroom.auth.guard import CallerKey, caller_actor
+from postroom.apikeys.guard import CallerKey, caller_actor
 from postroom.core.clock import utcnow
 from postroom.core.envelope import envelope
+from postroom.core.jsonbody import decode_body
 from postroom.core.openapi import MessageBody, documented, envelope_of, request_body
 from postroom.core.pagination import pagination_body, parse_page_params
-from postroom.emails.validation import decode_body
 from postroom.errors import ValidationFailed
 from postroom.templates import schemas
 from postroom.templates import service as templates_service

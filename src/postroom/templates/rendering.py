@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from postroom.core.headers import unsafe_message
-from postroom.emails.validation import MAX_BODY_PART, SendRequest
 from postroom.errors import ValidationFailed
+from postroom.messages.request import MAX_BODY_PART, SendRequest
 from postroom.templates.mergetags import (
     CompiledTemplate,
     Limits,

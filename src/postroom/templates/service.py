@@ -30,8 +30,8 @@ from sqlalchemy import Connection, Row
 
 from postroom.audit.service import Actor
 from postroom.core.pagination import PageRequest
-from postroom.emails.validation import SendRequest
 from postroom.errors import NotFound, TemplateHtmlNotFound, TemplateNotFound, ValidationFailed
+from postroom.messages.request import SendRequest
 from postroom.teams import service as teams_service
 from postroom.templates import queries, rendering
 

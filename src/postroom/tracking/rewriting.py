@@ -18,7 +18,7 @@ import dataclasses
 import html
 import re
 
-from postroom.emails.validation import SendRequest
+from postroom.messages.request import SendRequest
 from postroom.tracking import tokens
 
 OPEN_PURPOSE = "open"

@@ -21,13 +21,13 @@ from litestar import Request, Response, delete, get, post, route
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 
-from postroom.auth.guard import CallerKey, caller_actor
+from postroom.apikeys.guard import CallerKey, caller_actor
 from postroom.config import Settings
 from postroom.core.clock import utcnow
 from postroom.core.envelope import envelope
+from postroom.core.jsonbody import decode_body
 from postroom.core.openapi import MessageBody, documented, envelope_of, request_body
 from postroom.core.pagination import pagination_body, parse_page_params
-from postroom.emails.validation import decode_body
 from postroom.errors import ValidationFailed
 from postroom.webhooks import schemas, service, ssrf
 from postroom.webhooks.schemas import delivery_body, webhook_body

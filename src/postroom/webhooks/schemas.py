@@ -17,8 +17,8 @@ from sqlalchemy import Row
 
 from postroom.core.clock import iso_resource
 from postroom.core.openapi import Pagination, Timestamp
-from postroom.emails.schemas import event_body
 from postroom.errors import ValidationFailed
+from postroom.messages.events import event_body
 from postroom.webhooks.ssrf import Target, parse_target
 
 # -- event names ---------------------------------------------------------------------------------------------

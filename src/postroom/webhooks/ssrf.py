@@ -175,7 +175,7 @@ class HostResolver:
     def __init__(self, nameserver: str | None, *, timeout: float = 5.0) -> None:
         self._dns: dns.asyncresolver.Resolver | None = None
         if nameserver is not None:
-            from postroom.delivery.mx import make_resolver
+            from postroom.core.resolver import make_resolver
 
             self._dns = make_resolver(nameserver, timeout=timeout)
         self._timeout = timeout

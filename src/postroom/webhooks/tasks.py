@@ -26,8 +26,8 @@ from sqlalchemy import Connection
 from postroom.config import Settings
 from postroom.core.clock import utcnow
 from postroom.db.engine import Database
-from postroom.emails import service as emails_service
 from postroom.jobs.base import Handler, WorkItem, WorkKind, WorkResult
+from postroom.messages import events
 from postroom.webhooks import service
 from postroom.webhooks.delivery import TOTAL_TIMEOUT, WebhookSender
 from postroom.webhooks.schemas import batch_payload
@@ -122,9 +122,7 @@ class WebhookTasks:
             return True
         names = {e.event_id: e.event_name for e in claimed.events}
         team_id = claimed.webhook.team_id
-        rows = await self._db.read(
-            lambda conn: emails_service.events_by_ids(conn, team_id=team_id, event_ids=list(names))
-        )
+        rows = await self._db.read(lambda conn: events.events_by_event_ids(conn, team_id, list(names)))
         body = batch_payload([(row, names[row.event_id]) for row in rows])
         try:
             await self._db.write(lambda conn: service.create_batch(conn, claimed=claimed, body=body, now=now))

@@ -21,15 +21,7 @@ from postroom.core.clock import utcnow
 from postroom.dashboard import accounts
 from postroom.dashboard.accounts import Actor
 from postroom.dashboard.routes.common import check_code, db_of
-from postroom.dashboard.web import (
-    PageRefused,
-    actor,
-    form_data,
-    page_state,
-    redirect,
-    render,
-    safe_next,
-)
+from postroom.dashboard.web import PageRefused, actor, form_data, page_state, redirect, render, safe_next
 from postroom.errors import NotFound
 
 GENERIC_FAILURE = "The email address or password is not correct."

@@ -35,8 +35,6 @@ MAX_ATTACHMENTS_TOTAL = 10 * 1024 * 1024
 MAX_HEADERS = 10
 MAX_METADATA_KEYS = 50
 MAX_METADATA_BYTES = 8 * 1024
-MAX_JSON_DEPTH = 32
-"""Levels of arrays and objects in a request body (substitution data nests; nothing needs more)."""
 SCHEDULE_MIN_AHEAD = timedelta(minutes=5)
 SCHEDULE_MAX_AHEAD = timedelta(days=30)
 
@@ -403,46 +401,6 @@ def _attachments(value: Any, errors: _Errors) -> tuple[Attachment, ...]:
     if total > MAX_ATTACHMENTS_TOTAL:
         errors.add("attachments", "Attachments must not exceed 10 MB in total (base64).")
     return tuple(found)
-
-
-def _depth_over(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests arrays and objects more than ``limit`` deep (walked without recursion)."""
-    level: list[Any] = [value]
-    for _ in range(limit):
-        level = [
-            child
-            for item in level
-            if isinstance(item, (dict, list))
-            for child in (item.values() if isinstance(item, dict) else item)
-            if isinstance(child, (dict, list))
-        ]
-        if not level:
-            return False
-    return True
-
-
-def _refuse_body(message: str) -> ValidationFailed:
-    log.info("request body refused: %s", message)
-    return ValidationFailed({"body": [message]})
-
-
-def decode_body(raw: bytes) -> dict[str, Any]:
-    """The JSON object of a request body (an empty body is ``{}``); a 422 naming ``body`` otherwise, also for
-    text that is not UTF-8 and for arrays and objects nested more than ``MAX_JSON_DEPTH`` deep (each refusal is
-    one line in the log). Every JSON route reads its body through this."""
-    try:
-        body = msgspec.json.decode(raw) if raw.strip() else {}
-    except msgspec.DecodeError:
-        raise _refuse_body("The request body must be a JSON object.") from None
-    except UnicodeDecodeError:
-        raise _refuse_body("The request body must be UTF-8 text.") from None
-    except RecursionError:
-        raise _refuse_body(f"The request body must not nest more than {MAX_JSON_DEPTH} levels deep.") from None
-    if not isinstance(body, dict):
-        raise _refuse_body("The request body must be a JSON object.")
-    if _depth_over(body, MAX_JSON_DEPTH):
-        raise _refuse_body(f"The request body must not nest more than {MAX_JSON_DEPTH} levels deep.")
-    return body
 
 
 def parse_send_request(body: dict[str, Any], *, undisclosed_to: bool = False) -> SendRequest:
