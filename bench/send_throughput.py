@@ -31,8 +31,8 @@ saturated side shows. After each run the rows in the database are compared with 
 every 200 must be a committed row (wrk stops with requests still open, so up to one per connection per run may be
 committed unseen). With wrk, each postroom run is followed by a paced one (``--paced``, default 0.5): every
 connection pauses before each request so that together they ask for half the rate just measured (for ``serve``,
-once its worker has delivered what the full-load run left queued), and p50 and p99 there are checked against
-security-notes PERF-02 (at half the maximum rate, p50 <= 10 ms and p99 <= 50 ms). The pauses are random
+once its worker has delivered what the full-load run left queued), and p50 and p99 there are checked against the
+latency target (at half the maximum rate, p50 <= 10 ms and p99 <= 50 ms). The pauses are random
 (exponential, so requests arrive independently, as from many clients); equal pauses would keep the connections in
 step, each batch's answers starting the next burst together.
 
@@ -670,7 +670,7 @@ def run_database(args: argparse.Namespace, tmp: Path, label: str) -> Iterator[tu
 # -- the two runs -----------------------------------------------------------------------------------------------
 
 
-PACED_P50, PACED_P99 = 0.010, 0.050  # security-notes PERF-02: at half the maximum rate, p50 <= 10 ms, p99 <= 50 ms
+PACED_P50, PACED_P99 = 0.010, 0.050  # at half the maximum rate, p50 <= 10 ms, p99 <= 50 ms
 
 # The per-team limits (1000/second by default) would cap the measurement rather than the server.
 UNLIMITED = "1000000/second"

@@ -1,5 +1,5 @@
 """Does a webhook receiver that hangs slow down ``POST /api/emails``? Throughput with a hanging endpoint against
-the same server whose webhook endpoint answers at once, printed as a ratio (target ≈ 1.0×; security-notes WH-12),
+the same server whose webhook endpoint answers at once, printed as a ratio,
 and against no webhook at all (what subscribing costs: the fan-out rows and batches, hanging or not).
 
 Both runs use the load, the server setup and the discard-everything SMTP sink of ``send_throughput.py``

@@ -2,7 +2,7 @@
 
 ::
 
-    PostroomError                      status  body (lettr-api.md §2.2, §4)
+    PostroomError                      status  body
     ├── ApiKeyRequired                 401     {"message": "API key is required."}
     ├── InvalidApiKey                  401     {"message": "Invalid API key."}           (unknown, revoked, expired)
     ├── IpNotAllowed                   403     {"message": "Access denied. Your IP address is not allowed."}
@@ -97,7 +97,7 @@ class TooManyAuthFailures(PostroomError):
 
 
 class RateLimitExceeded(PostroomError):
-    """A team sent more requests than its rate limit allows in the current window (lettr-api.md §7.2)."""
+    """A team sent more requests than its rate limit allows in the current window."""
 
     status = 429
     default_message = "Rate limit exceeded. Please slow down your requests."

@@ -1,4 +1,4 @@
-"""Crash safety (security-notes REL-01, REL-02): kill -9 of a delivery worker loses nothing and duplicates only
+"""Crash safety: kill -9 of a delivery worker loses nothing and duplicates only
 what was in flight, with the same Message-ID; kill -9 of the API loses no send that was answered 200.
 
 Each run counts what a real SMTP server on loopback received and reports ``lost=… duplicates=…``.

@@ -1,4 +1,4 @@
-"""Cross-tenant matrix (security-notes TEST-03, BOLA): team A's Full Access key never sees or changes team B's
+"""Cross-tenant matrix: team A's Full Access key never sees or changes team B's
 objects.
 
 Team B creates one object of every kind the API has (an email, a scheduled email, a suppression, its domain, and

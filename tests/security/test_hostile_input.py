@@ -1,4 +1,4 @@
-"""Hostile input (security-notes REL-07, REL-09, TEST-04): header injection, oversized input, and random JSON
+"""Hostile input: header injection, oversized input, and random JSON
 bodies on every write route.
 
 SSRF vectors for webhook targets (loopback, private, metadata, IPv4-mapped IPv6, decimal and octal forms, DNS

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of every operation in the app's own OpenAPI document (security-notes TEST-01).
+"""Property-based fuzzing of every operation in the app's own OpenAPI document.
 
 The schema is read from the live server (``/schema/openapi.json``, served by Litestar), so routes added later
 are fuzzed without anyone listing them. Each operation gets ``POSTROOM_SCHEMATHESIS_EXAMPLES`` generated

@@ -1,4 +1,4 @@
-"""Per-team rate limits (lettr-api.md §7.2): headers on every counted response, 429 with Retry-After, the order of
+"""Per-team rate limits: headers on every counted response, 429 with Retry-After, the order of
 checks (401 → IP 403 → scope 403 → 429 → 422), and one window shared by every ``postroom api`` process.
 """
 

@@ -1,4 +1,4 @@
-"""Scale-out under load and faults (security-notes REL-02, issue 8): 2 ``postroom api`` and 3 ``postroom worker``
+"""Scale-out under load and faults: 2 ``postroom api`` and 3 ``postroom worker``
 processes on one PostgreSQL database, a loopback DNS server and SMTP sink as the recipients' side, and a load of
 sends through the official ``lettr`` SDK from several threads alternating between the two API processes, while
 one worker is killed with SIGKILL three times and restarted.

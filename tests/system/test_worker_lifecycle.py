@@ -1,4 +1,4 @@
-"""Graceful shutdown (security-notes REL-11) and readiness.
+"""Graceful shutdown and readiness.
 
 SIGTERM makes a worker stop claiming, finish what it is sending within ``POSTROOM_WORKER_SHUTDOWN_TIMEOUT`` and
 release what did not finish, so a successor takes it at once rather than when the lease runs out. Unlike SIGKILL

@@ -1,4 +1,4 @@
-"""Client address from the socket peer and X-Forwarded-For (security-notes IP-01, IP-02, IP-07)."""
+"""Client address from the socket peer and X-Forwarded-For."""
 
 from __future__ import annotations
 

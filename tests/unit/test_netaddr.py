@@ -1,4 +1,4 @@
-"""Allowlist parsing and matching (security-notes §2): a table of cases and a property against a reference."""
+"""Allowlist parsing and matching: a table of cases and a property against a reference."""
 
 from __future__ import annotations
 

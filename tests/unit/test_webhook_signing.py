@@ -1,5 +1,5 @@
 """``Lettr-Signature``: what we send verifies with an independent HMAC, within ±300 s, and nothing tampered does
-(security-notes WH-01..05); plus the rules a delivery outcome follows (retry ladder, 410, auto-disable)."""
+; plus the rules a delivery outcome follows (retry ladder, 410, auto-disable)."""
 
 from __future__ import annotations
 

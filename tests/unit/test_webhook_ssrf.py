@@ -1,5 +1,6 @@
-"""The webhook SSRF guard against every vector of security-notes §3.4 and SSRF-02/03, through a real resolver
-(the loopback DNS server) and a real listener that must never see a connection."""
+"""The webhook SSRF guard against internal addresses in every written form, names resolving to them and legacy
+numeric hosts, through a real resolver (the loopback DNS server) and a real listener that must never see a
+connection."""
 
 from __future__ import annotations
 

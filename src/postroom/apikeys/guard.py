@@ -212,4 +212,4 @@ async def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], route_ha
     )
     # ``connection.state`` would build a new ``State`` wrapper around this same dict on every access.
     connection.scope["state"]["api_key"] = await connection.app.state.authenticator.authenticate(attempt)
-    await enforce_rate_limit(connection, required)  # 429 after the scope check (DESIGN §4)
+    await enforce_rate_limit(connection, required)  # 429 after the scope check

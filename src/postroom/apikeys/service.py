@@ -24,7 +24,6 @@ from postroom.errors import NotFound, ValidationFailed
 
 MAX_NAME_LENGTH = 255
 MAX_EXPIRY_DAYS = 3650
-DEFAULT_ROTATION_GRACE = timedelta(hours=24)
 
 
 class ApiKeyNotFound(NotFound):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, func, literal, select
+from sqlalchemy import Connection, bindparam, delete, func, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -66,14 +65,6 @@ def upsert_block(conn: Connection, ip: str, until: datetime, now: datetime) -> N
 
 def delete_expired_blocks(conn: Connection, now: datetime) -> None:
     conn.execute(delete(auth_blocks).where(auth_blocks.c.blocked_until <= now))
-
-
-def recent_failures(conn: Connection, team_id: int | None, limit: int) -> Sequence[Row[Any]]:
-    """Newest first. With a team: failures with that team's keys; ``None``: every failure (operators)."""
-    query = select(auth_failures).order_by(auth_failures.c.occurred_at.desc(), auth_failures.c.id.desc()).limit(limit)
-    if team_id is not None:
-        query = query.where(auth_failures.c.team_id == team_id)
-    return conn.execute(query).fetchall()
 
 
 def delete_failures_before(conn: Connection, cutoff: datetime) -> None:

@@ -1,6 +1,6 @@
-"""Per-team rate limits (lettr-api.md §7.2), shared by every API process of an installation.
+"""Per-team rate limits, shared by every API process of an installation.
 
-The check runs in the guard right after the scope check (DESIGN §4: 401 → IP 403 → scope 403 → 429 → 422), so
+The check runs in the guard right after the scope check (401 → IP 403 → scope 403 → 429 → 422), so
 a request the key may not make never costs the team its quota, and a request over the limit is refused before
 its body is read. Two limits apply, both per team and shared by all of its keys:
 

@@ -26,9 +26,9 @@ class Scope(StrEnum):
     CAMPAIGNS_WRITE = "campaigns:write"
     SMS_SEND = "sms:send"
     WHATSAPP_SEND = "whatsapp:send"
-    # Lettr documents no scope for GET /auth/check; Sending Only keys are refused it (lettr-api.md §12 Q3).
+    # Lettr documents no scope for GET /auth/check; Sending Only keys are refused it.
     KEYS_READ = "keys:read"
-    # Cancelling a scheduled send: not a send, so Sending Only keys lack it (lettr-api.md §12 Q4).
+    # Cancelling a scheduled send: not a send, so Sending Only keys lack it.
     EMAILS_CANCEL = "emails:cancel"
     # Postroom's own suppression-list endpoints.
     SUPPRESSIONS_READ = "suppressions:read"
@@ -155,7 +155,7 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], RouteScope]] = {
     ("GET", "/api/audience/segments/{segment_id}"): Scope.AUDIENCE_READ,
     ("PATCH", "/api/audience/segments/{segment_id}"): Scope.AUDIENCE_WRITE,
     ("DELETE", "/api/audience/segments/{segment_id}"): Scope.AUDIENCE_WRITE,
-    # readiness for load balancers (issue 8)
+    # readiness for load balancers
     ("GET", "/api/health/ready"): PUBLIC,
 }
 """(method, path template) → the scope the route needs, or PUBLIC. The only place scopes are assigned."""

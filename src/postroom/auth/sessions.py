@@ -9,7 +9,7 @@
   ``__Host-`` and ``Secure`` cookies on plain HTTP, so a plain-HTTP dashboard (development on this machine) uses
   ``postroom_session`` without ``Secure``; ``plain_http_allowed`` limits that to clients on loopback, where the
   cookie never crosses a network.
-- **CSRF** (ASVS 3.5, security-notes AUTH-06): every POST carries a token that is an HMAC of the session (or, before
+- **CSRF**: every POST carries a token that is an HMAC of the session (or, before
   sign-in, of a random pre-session cookie) under a key derived from the server secret, *and* is refused when the
   browser says it comes from another site (``Sec-Fetch-Site: cross-site`` or a foreign ``Origin``).
 """

@@ -1,6 +1,6 @@
 """IP addresses, CIDR ranges and allowlists.
 
-Two facts of Python's ``ipaddress`` shape this module (security-notes §2.1):
+Two facts of Python's ``ipaddress`` shape this module:
 
 - ``ip_address('::ffff:10.1.2.3') in ip_network('10.0.0.0/8')`` is False, so IPv4-mapped IPv6 is turned into
   plain IPv4 on *both* sides before any comparison;

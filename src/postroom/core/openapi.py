@@ -25,14 +25,14 @@ from postroom.core.ids import MAX_ROW_ID
 
 
 class ErrorBody(Struct):
-    """The Lettr error body (lettr-api.md §4.1): 400, 404, 409, 413 and 429."""
+    """The Lettr error body: 400, 404, 409, 413 and 429."""
 
     message: str
     error_code: str
 
 
 class UnauthorizedBody(Struct):
-    """401 carries no ``error_code`` (lettr-api.md §2.2)."""
+    """401 carries no ``error_code``."""
 
     message: str
 
@@ -59,7 +59,7 @@ class MessageBody(Struct):
 
 
 class Pagination(Struct):
-    """Laravel-style page pagination (lettr-api.md §3): ``last_page = max(1, ceil(total / per_page))``."""
+    """Laravel-style page pagination: ``last_page = max(1, ceil(total / per_page))``."""
 
     total: int
     per_page: int

@@ -6,7 +6,7 @@ recovery-code hashing (argon2id, ~28 ms each) happens in the caller, off the eve
 transaction, and only hashes come in. Every change that matters to security writes its audit event in the same
 transaction (``postroom.audit.service.record``).
 
-Sign-in throttle (ASVS 6.1.1/6.3.1, security-notes AUTH-02), computed from ``login_attempts`` so it holds in every
+Sign-in throttle, computed from ``login_attempts`` so it holds in every
 process: one address may make 20 attempts a minute; one account, after 5 consecutive failures, must wait 1 s, 2 s,
 4 s … up to 15 minutes before the next attempt is even checked. Attempts refused by the throttle are recorded but
 do not lengthen the wait, and the wait never becomes a permanent lock, which bounds what an attacker can do to a

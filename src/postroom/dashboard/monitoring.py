@@ -1,7 +1,7 @@
 """What the logs page shows: sending volume, failed API authentications, new keys, keys turning up at new
 addresses, and the alerts that point at a leaked key or a compromised sender.
 
-Alerts (security-notes MON-01, MON-02):
+Alerts:
 
 - **Volume spike**: the last hour's sends exceed three times the hourly average of the seven days before it, and
   at least ``VOLUME_ALERT_FLOOR`` messages (so a quiet team's first busy hour is not an alarm).

@@ -76,10 +76,6 @@ class DirectResult:
     def scalar_one(self) -> Any:
         return self.one()[0]
 
-    def scalar_one_or_none(self) -> Any:
-        row = self.one_or_none()
-        return None if row is None else row[0]
-
     def scalars(self) -> list[Any]:
         return [row[0] for row in self._rows]
 

@@ -1,4 +1,4 @@
-"""``/api/domains``: register sending domains, see the records to publish, verify them (lettr-api.md §5.4).
+"""``/api/domains``: register sending domains, see the records to publish, verify them.
 
 ``POST /api/domains/{domain}/dkim/rotate`` is a Postroom addition: it starts a DKIM key rotation.
 ``PUT /api/domains/{domain}/tracking-domain`` is one too: it sets (or, with null, removes) the domain's tracking

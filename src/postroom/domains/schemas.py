@@ -1,4 +1,4 @@
-"""The JSON shapes of the domain routes (lettr-api.md §5.4): what the official SDKs read, and nothing secret."""
+"""The JSON shapes of the domain routes: what the official SDKs read, and nothing secret."""
 
 from __future__ import annotations
 

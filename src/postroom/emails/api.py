@@ -1,4 +1,4 @@
-"""``/api/emails``: send, schedule, and read back what happened (lettr-api.md §5.2)."""
+"""``/api/emails``: send, schedule, and read back what happened."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` on ``POST /api/emails``, exactly as the Lettr SDKs expect (lettr-api.md §6).
+"""``Idempotency-Key`` on ``POST /api/emails``, exactly as the Lettr SDKs expect.
 
 Scope is team + API key. A key is claimed in the transaction that accepts the send, and the outcome is stored in
 it too: a concurrent duplicate waits for that transaction (the single writer on SQLite, a transaction-scoped lock

@@ -1,4 +1,4 @@
-"""Wire shapes for emails, events and scheduled sends (lettr-api.md §5.2, §7.1)."""
+"""Wire shapes for emails, events and scheduled sends."""
 
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ class SendOptions(msgspec.Struct, kw_only=True):
 
 
 class SendEmailInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A send (lettr-api.md §5.2 (3)): ``subject`` and one of ``html``/``text``/``amp_html`` unless
+    """A send: ``subject`` and one of ``html``/``text``/``amp_html`` unless
     ``template_slug``; at most 50 recipients across ``to``, ``cc`` and ``bcc``."""
 
     from_: Address = msgspec.field(name="from")
@@ -182,7 +182,7 @@ class SendResult(msgspec.Struct):
 
 
 class EmailEvent(msgspec.Struct, kw_only=True):
-    """One EmailEvent (lettr-api.md §7.1): the common fields, then the type's own (``bounce_class`` when the event
+    """One EmailEvent: the common fields, then the type's own (``bounce_class`` when the event
     has one, and ``reason``, ``error_code`` … as recorded)."""
 
     event_id: str
@@ -289,7 +289,7 @@ class Transmission(msgspec.Struct, kw_only=True):
 
 
 class ScheduledEmail(msgspec.Struct, kw_only=True):
-    """lettr-api.md §5.2 ScheduledEmail; ``transmission_id`` is null until the send goes out."""
+    """A ScheduledEmail; ``transmission_id`` is null until the send goes out."""
 
     request_id: str
     transmission_id: str | None

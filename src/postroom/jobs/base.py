@@ -1,4 +1,4 @@
-"""Work items and the port every dispatcher implements (DESIGN §1).
+"""Work items and the port every dispatcher implements.
 
 Our ``work_items`` table is the outbox: whatever the system must still do is a row, written in the same
 transaction as the data it is about. A dispatcher only decides *when* a row is looked at; handlers re-load what

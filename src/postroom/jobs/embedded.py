@@ -66,10 +66,6 @@ class EmbeddedDispatcher:
     def wake(self) -> None:
         self._wake.set()
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._running)
-
     async def run_forever(self) -> None:
         self._started = True
         backoff = Backoff()

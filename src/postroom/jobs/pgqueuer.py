@@ -1,4 +1,4 @@
-"""The PostgreSQL dispatcher: pgqueuer wakes workers, our outbox stays the truth (DESIGN §1, stack-notes §3).
+"""The PostgreSQL dispatcher: pgqueuer wakes workers, our outbox stays the truth.
 
 Every outbox row gets a pgqueuer job in the transaction that writes the row (``enqueue_job``), so a worker on
 any machine is woken by LISTEN/NOTIFY the moment the send commits. A job only says "look at work item N": the

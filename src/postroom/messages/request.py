@@ -1,4 +1,4 @@
-"""Reading a send request: every field of lettr-api.md §5.2 checked, every problem named in one 422.
+"""Reading a send request: every field of a send checked, every problem named in one 422.
 
 Nothing that could reach an SMTP command or a header is accepted with a line break or control character in it
 (``postroom.core.headers.unsafe_character`` decides which): Python's own address and header helpers have changed

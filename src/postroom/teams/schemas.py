@@ -1,4 +1,4 @@
-"""Wire shapes for projects (lettr-api.md §5.3 (19))."""
+"""Wire shapes for projects."""
 
 from __future__ import annotations
 

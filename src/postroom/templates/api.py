@@ -1,4 +1,4 @@
-"""``/api/templates`` and ``/api/folders`` (lettr-api.md §5.3 (11)–(18)).
+"""``/api/templates`` and ``/api/folders``.
 
 ``GET /templates/html`` is a static route, so it wins over ``GET /templates/{slug}``; ``html`` is never a slug.
 """

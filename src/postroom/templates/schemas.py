@@ -1,4 +1,4 @@
-"""Wire shapes for templates and folders (lettr-api.md §5.3): reading request bodies and query parameters with the
+"""Wire shapes for templates and folders: reading request bodies and query parameters with the
 contract's messages, and the response bodies the SDKs parse (required keys always present, null when unknown)."""
 
 from __future__ import annotations

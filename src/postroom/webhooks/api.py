@@ -1,4 +1,4 @@
-"""``/api/webhooks``: manage endpoints (lettr-api.md §5.5), plus Postroom's secret rotation, delivery log and replay.
+"""``/api/webhooks``: manage endpoints, plus Postroom's secret rotation, delivery log and replay.
 
 Lettr's five routes keep Lettr's shapes. Postroom adds, under the same ``webhooks:read``/``webhooks:write`` scopes:
 

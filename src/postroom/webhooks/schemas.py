@@ -33,7 +33,7 @@ EVENT_NAMES: Final = (
     "relay.relay_injection", "relay.relay_rejection", "relay.relay_delivery", "relay.relay_tempfail",
     "relay.relay_permfail",
 )  # fmt: skip
-"""The 22 canonical names (lettr-api.md §5.5)."""
+"""The 22 canonical names."""
 
 CANONICAL_BY_TYPE: Final = {name.split(".", 1)[1]: name for name in EVENT_NAMES}
 """An event's ``type`` (``delivery``) → its canonical name (``message.delivery``)."""

@@ -76,7 +76,7 @@ _BLOCKED: tuple[tuple[IPv4Network | IPv6Network, str], ...] = tuple(
         ("ff00::/8", "multicast"),
     )
 )
-"""Refused destinations (security-notes SSRF-02), each with the reason shown in logs."""
+"""Refused destinations, each with the reason shown in logs."""
 
 # What inet_aton(3) accepts: one to four parts, each decimal, octal (leading 0) or hex (0x…). Matched first
 # because glibc's inet_aton also accepts trailing garbage after whitespace.

@@ -56,7 +56,7 @@ async def check_code(request: Request[Any, Any, Any], user: accounts.User, code:
 
 async def require_fresh(request: Request[Any, Any, Any], form: dict[str, str], *, why: str) -> None:
     """Pass when the user proved who they are in the last 5 minutes, or proves it now with the form's
-    ``reauth_password`` / ``reauth_code``; otherwise answer with the confirmation page (security-notes AUTH-07)."""
+    ``reauth_password`` / ``reauth_code``; otherwise answer with the confirmation page."""
     session = signed_in(request)
     now = utcnow()
     if session.fresh(now):

@@ -1,4 +1,4 @@
-"""SparkPost-style merge tags (lettr-api.md §10): compile a template once, render it for each recipient.
+"""SparkPost-style merge tags: compile a template once, render it for each recipient.
 
     >>> template = compile_template("Hello {{ first_name or 'there' }}!")
     >>> template.render({"first_name": "<Ann>"})
@@ -63,7 +63,7 @@ class CompiledTemplate:
         return self._program.render(data, escape_html, limits)
 
     def merge_tags(self) -> list[dict[str, Any]]:
-        """The MergeTag objects (lettr-api.md §5.3) of this template; see ``extract.py`` for the rules."""
+        """The MergeTag objects of this template; see ``extract.py`` for the rules."""
         if self._merge_tags is None:
             self._merge_tags = _merge_tags(self._template)
         return [

@@ -1,4 +1,4 @@
-"""The merge tags a template uses (lettr-api.md §5.3 MergeTag), found by walking the same tree the renderer runs.
+"""The merge tags a template uses, found by walking the same tree the renderer runs.
 
 Lettr does not document its rules (§12 question 13), so these are ours:
 

@@ -1,4 +1,4 @@
-"""Sending-domain verification, DNS record statuses and DKIM key rotation (issue 3).
+"""Sending-domain verification, DNS record statuses and DKIM key rotation.
 
 Revision ID: 0004
 Revises: 0003

@@ -1,4 +1,4 @@
-"""Templates, versions and folders (issue 4).
+"""Templates, versions and folders.
 
 Existing projects get their default folders here; projects created later get them from
 ``postroom.teams.service`` (``postroom.templates.service.create_default_folders``).

@@ -1,4 +1,4 @@
-"""Webhooks, their secrets, batches and delivery log (issue 5).
+"""Webhooks, their secrets, batches and delivery log.
 
 Revision ID: 0006
 Revises: 0005

@@ -1,4 +1,4 @@
-"""Dashboard accounts, sessions, invitations and the audit log (issue 6).
+"""Dashboard accounts, sessions, invitations and the audit log.
 
 Revision ID: 0007
 Revises: 0006
@@ -17,7 +17,7 @@ down_revision = "0006"
 branch_labels = None
 depends_on = None
 
-# The audit log is append-only in the database itself, not only in the application (security-notes AUDIT-03).
+# The audit log is append-only in the database itself, not only in the application.
 _SQLITE_AUDIT_TRIGGERS = (
     "CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "
     "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END",

@@ -1,4 +1,4 @@
-"""SMTP relay and bounce intake (issue 7): find a message by its Message-ID header.
+"""SMTP relay and bounce intake: find a message by its Message-ID header.
 
 Revision ID: 0008
 Revises: 0007

@@ -1,4 +1,4 @@
-"""Rate-limit counters shared across API processes (issue 8).
+"""Rate-limit counters shared across API processes.
 
 Revision ID: 0009
 Revises: 0008
